@@ -1,0 +1,6 @@
+# mmpretrain MobileNetV3-large student through the embedding neck.
+_base_ = [
+    '../_base_/models/mobilenetv3_large.py', '../_base_/datasets/ms1mv2.py',
+    '../_base_/datasets/verification.py', '../_base_/schedules/sgd_26e.py',
+    '../_base_/default_runtime.py'
+]

@@ -1,0 +1,126 @@
+"""insightface MXNet RecordIO training set (``train.rec``/``train.idx``)."""
+import os.path as osp
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+
+from mmfacekd.registry import DATASETS
+from .recordio import IndexedRecordReader, RecordIOError, unpack_record
+
+
+def read_property(path: str) -> Optional[int]:
+    """Return ``num_classes`` from an insightface ``property`` file, if any."""
+    if not osp.isfile(path):
+        return None
+    text = open(path).read().strip()
+    try:
+        return int(text.split(',')[0])
+    except ValueError:
+        raise RecordIOError(f'{path}: expected "num_classes,height,width", got '
+                            f'{text!r}; fix or delete the property file.') from None
+
+
+@DATASETS.register_module()
+class MXRecordDataset(BaseDataset):
+    """Face training set stored as insightface RecordIO.
+
+    Follows insightface's record-0 convention: if record 0 carries a label
+    array ``[a, b]``, image records are keys ``1 … a−1``; otherwise every key
+    of the ``.idx`` is an image. Records are read lazily (random access, one
+    file handle per DataLoader worker). Each item is a dict with
+    ``img_bytes``, ``gt_label``, ``sample_idx`` and ``img_source`` (file and
+    record key, for error messages) passed through ``pipeline``.
+
+    Args:
+        data_root (str): Folder with ``train.rec``, ``train.idx`` and
+            (optional) ``property``.
+        rec_file (str): Defaults to 'train.rec'.
+        idx_file (str): Defaults to 'train.idx'.
+        num_classes (int, optional): Identity count; read from ``property``
+            or the identity records when not given. Labels are checked
+            against it when read.
+        pipeline (list): Transforms. Defaults to ().
+        lazy_init (bool): Defer reading the index. Defaults to False.
+    """
+    METAINFO: dict = dict()
+
+    def __init__(self,
+                 data_root: str,
+                 rec_file: str = 'train.rec',
+                 idx_file: str = 'train.idx',
+                 num_classes: Optional[int] = None,
+                 pipeline: Sequence = (),
+                 metainfo: Optional[dict] = None,
+                 lazy_init: bool = False,
+                 **kwargs) -> None:
+        self.rec_path = osp.join(data_root, rec_file)
+        self.idx_path = osp.join(data_root, idx_file)
+        self._num_classes = num_classes
+        self.reader: Optional[IndexedRecordReader] = None
+        self.image_keys: np.ndarray = np.zeros(0, dtype=np.int64)
+        super().__init__(
+            ann_file='', data_root=data_root, pipeline=list(pipeline),
+            metainfo=metainfo, serialize_data=False, lazy_init=lazy_init,
+            **kwargs)
+
+    def full_init(self) -> None:
+        if self._fully_initialized:
+            return
+        self.reader = IndexedRecordReader(self.idx_path, self.rec_path)
+        keys = sorted(self.reader.index)
+        num_ids = None
+        if 0 in self.reader.index:
+            header, _ = unpack_record(self.reader.read(0))
+            if header.flag > 0:
+                a, b = int(header.label[0]), int(header.label[1])
+                self.image_keys = np.arange(1, a, dtype=np.int64)
+                num_ids = b - a
+            else:
+                self.image_keys = np.asarray(keys, dtype=np.int64)
+        else:
+            self.image_keys = np.asarray(keys, dtype=np.int64)
+        missing = np.setdiff1d(self.image_keys, np.asarray(keys))
+        if missing.size:
+            raise RecordIOError(
+                f'{self.idx_path}: record 0 announces image keys 1..'
+                f'{len(self.image_keys)}, but {missing.size} are missing '
+                f'(first: {missing[0]}); the index is incomplete.')
+        if self._num_classes is None:
+            self._num_classes = read_property(
+                osp.join(self.data_root, 'property')) or num_ids
+        self._metainfo['num_classes'] = self._num_classes
+        self._fully_initialized = True
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        return self._num_classes
+
+    def __len__(self) -> int:
+        if not self._fully_initialized:
+            self.full_init()
+        return len(self.image_keys)
+
+    def load_data_list(self) -> List[dict]:
+        return []
+
+    def get_data_info(self, idx: int) -> dict:
+        key = int(self.image_keys[idx])
+        header, img_bytes = unpack_record(self.reader.read(key))
+        label = header.label
+        label = int(label[0] if isinstance(label, np.ndarray) else label)
+        if label < 0 or (self._num_classes is not None
+                         and label >= self._num_classes):
+            raise RecordIOError(
+                f'{self.rec_path}, record key {key}: label {label} is outside '
+                f'[0, num_classes={self._num_classes}). Set num_classes (config '
+                'or `property` file) to the real identity count, or fix the '
+                'record.')
+        return dict(img_bytes=img_bytes, gt_label=label, sample_idx=idx,
+                    img_source=f'{self.rec_path} record key {key}')
+
+    def get_gt_labels(self) -> np.ndarray:
+        """Labels of all images (reads every header once)."""
+        return np.array([
+            self.get_data_info(i)['gt_label'] for i in range(len(self))
+        ], dtype=np.int64)

@@ -1,0 +1,1111 @@
+"""Procedural synthetic face renderer (numpy + OpenCV only).
+
+A face is described by two dataclasses:
+
+- :class:`FaceIdentity`: everything that belongs to the person (head shape,
+  skin, eyes, brows, nose, mouth, hair, glasses, beard, mole). Sampled once
+  per identity with :func:`sample_identity`.
+- :class:`FaceNuisance`: everything that changes from photo to photo (pose,
+  lighting, expression, background, blur, noise, occlusion). Sampled per
+  image with :func:`sample_nuisance`; ``FaceNuisance()`` is the zero
+  nuisance.
+
+:func:`render_face` draws the face with OpenCV anti-aliased polygons in the
+frame of the 112x112 ArcFace alignment template: with zero nuisance the eye
+centres, nose tip and mouth corners land on :data:`ARCFACE_TEMPLATE_112`
+shifted by the identity's own geometry (a few pixels at most). The pose
+nuisance is applied to every drawn point (and to the five landmarks), so the
+returned landmarks are exact for the returned image.
+
+Geometry conventions (all in the 112x112 reference frame, scaled by
+``size / 112`` for other sizes):
+
+1. yaw: each point's x moves as ``56 + (x - 56) * cos(yaw) + (z - z_eye) *
+   sin(yaw)`` where ``z`` is the depth of a point on an ellipsoidal head
+   (the outline and hair have ``z = 0``; the nose protrudes). The eyes stay
+   roughly in place, the nose swings towards the turn and the outline swings
+   away from it, like an aligned crop of a turned head.
+2. similarity: ``p' = R(angle) * scale * (p - c) + c + shift`` with the
+   centre ``c = (56, 56)`` and ``R`` the on-screen counter-clockwise rotation
+   of :func:`cv2.getRotationMatrix2D` (``angle`` in degrees).
+3. output scaling: ``p'' = p' * size / 112``.
+
+Everything is deterministic: the same ``(identity, nuisance, size)`` gives a
+byte-identical image, and the ``sample_*`` functions draw only from the
+generator passed in (with a fixed number of draws, so the same generator
+state gives "the same" nuisance at every difficulty, only scaled).
+"""
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = [
+    'ARCFACE_TEMPLATE_112', 'FaceIdentity', 'FaceNuisance', 'sample_identity',
+    'sample_nuisance', 'render_face', 'HAIR_STYLES', 'BEARD_STYLES',
+    'GLASSES_STYLES', 'OCCLUDERS', 'BACKGROUNDS'
+]
+
+Color = Tuple[float, float, float]
+
+#: The 112x112 ArcFace alignment template (x, y): left eye, right eye, nose
+#: tip, left mouth corner, right mouth corner ("left" = image left).
+ARCFACE_TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+     [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32)
+ARCFACE_TEMPLATE_112.setflags(write=False)
+
+#: Names of the ``FaceIdentity.hair_style`` values.
+HAIR_STYLES = ('short', 'long', 'bangs', 'bald', 'receding', 'curly',
+               'side_part', 'buzz', 'bun')
+#: Names of the ``FaceIdentity.beard`` values.
+BEARD_STYLES = ('none', 'moustache', 'goatee', 'full', 'stubble')
+#: Names of the ``FaceIdentity.glasses`` values.
+GLASSES_STYLES = ('none', 'round', 'square')
+#: Names of the ``FaceNuisance.occluder`` values.
+OCCLUDERS = ('none', 'rect', 'hand', 'sunglasses', 'mask')
+#: Names of the ``FaceNuisance.background`` values.
+BACKGROUNDS = ('flat', 'gradient', 'blotches', 'shapes')
+
+_REF = 112.0  # reference frame size
+_CX = 56.0  # face midline and pose centre (x and y)
+_TPL = ARCFACE_TEMPLATE_112.astype(np.float64)
+_NEUTRAL_BG = (150.0, 150.0, 150.0)
+_NEUTRAL_SHIRT = (70.0, 80.0, 100.0)
+
+# ----------------------------------------------------------------------------
+# Dataclasses
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class FaceIdentity:
+    """Per-identity geometry and colour (112x112 reference-frame pixels).
+
+    Colours are RGB tuples in [0, 255]. The defaults describe an average
+    face; use :func:`sample_identity` for random identities.
+    """
+    # head
+    face_rx: float = 40.0  # half-width of the cranium
+    face_top: float = 52.0  # cranium height above ``face_cy``
+    face_bottom: float = 50.0  # chin distance below ``face_cy``
+    face_cy: float = 60.0  # vertical centre of the head ellipse
+    jaw_taper: float = 0.15  # narrowing of the lower face (0 = none)
+    jaw_square: float = 0.9  # jaw exponent (< 1 square, > 1 pointed chin)
+    skin_color: Color = (222.0, 174.0, 142.0)
+    blush: float = 0.1  # cheek blush strength in [0, 1]
+    ear_size: float = 1.0
+    # eyes (offsets move the eye centres away from the template)
+    eye_dx: float = 0.0  # outward shift of both eyes
+    eye_dy: float = 0.0  # downward shift of both eyes
+    eye_width: float = 6.4  # half-width
+    eye_height: float = 3.0  # half-height of the opening
+    eye_tilt: float = 0.0  # canthal tilt, degrees (outer corner up > 0)
+    iris_radius: float = 2.8
+    iris_color: Color = (95.0, 65.0, 45.0)
+    lash: float = 1.2  # upper-lid line thickness
+    # eyebrows
+    brow_thickness: float = 2.2
+    brow_angle: float = 4.0  # degrees, outer end up > 0
+    brow_height: float = 9.5  # gap between eye centre and brow
+    brow_length: float = 1.1  # relative to the eye width
+    brow_arch: float = 1.5
+    brow_color: Color = (70.0, 50.0, 38.0)
+    # nose
+    nose_dy: float = 0.0  # downward shift of the nose tip
+    nose_width: float = 7.5  # half-width of the alae
+    nose_bridge: float = 0.6  # visibility/length of the bridge shadow
+    nose_round: float = 1.0  # size of the tip highlight
+    nose_depth: float = 11.0  # protrusion of the tip (yaw parallax)
+    # mouth
+    mouth_dx: float = 0.0  # outward shift of both corners
+    mouth_dy: float = 0.0  # downward shift of both corners
+    upper_lip: float = 2.2
+    lower_lip: float = 3.0
+    mouth_curve: float = 0.0  # > 0 corners up (smiling rest shape)
+    lip_color: Color = (196.0, 112.0, 108.0)
+    # hair
+    hair_style: int = 0  # index into HAIR_STYLES
+    hair_color: Color = (70.0, 50.0, 38.0)
+    hairline: float = 20.0  # y of the hairline at the midline
+    hair_volume: float = 3.0
+    hair_part: float = 0.3  # -1 .. 1, side of the parting / sweep
+    # identity marks
+    glasses: int = 0  # index into GLASSES_STYLES
+    glasses_color: Color = (30.0, 30.0, 30.0)
+    glasses_thickness: float = 1.0
+    beard: int = 0  # index into BEARD_STYLES
+    beard_color: Color = (70.0, 50.0, 38.0)
+    mole: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # x, y, radius (0=no)
+
+
+@dataclass
+class FaceNuisance:
+    """Per-image nuisance; the defaults are the zero nuisance.
+
+    Geometry is in 112x112 reference-frame pixels (see the module docstring
+    for the exact transform), colours are RGB.
+    """
+    # pose
+    angle: float = 0.0  # in-plane rotation, degrees, counter-clockwise
+    scale: float = 1.0
+    shift: Tuple[float, float] = (0.0, 0.0)  # translation (x, y)
+    yaw: float = 0.0  # degrees, > 0 turns the inner features to image right
+    # lighting
+    brightness: float = 0.0  # additive, grey levels
+    contrast: float = 1.0  # multiplicative around 128
+    light_dir: float = 0.0  # degrees, direction the light comes from
+    light_strength: float = 0.0  # relative gain change across the image
+    color_cast: Color = (1.0, 1.0, 1.0)  # per-channel gains
+    # expression
+    smile: float = 0.0  # -1 (frown) .. 1 (smile)
+    mouth_open: float = 0.0  # 0 .. 1
+    blink: float = 0.0  # 0 (open) .. 1 (closed)
+    brow_raise: float = 0.0  # -1 .. 1
+    gaze: Tuple[float, float] = (0.0, 0.0)  # iris offset
+    # background and clothing
+    background: int = 0  # index into BACKGROUNDS
+    bg_color: Color = _NEUTRAL_BG
+    bg_texture: float = 0.0  # texture amplitude in [0, 1]
+    shirt_color: Color = _NEUTRAL_SHIRT
+    # sensor
+    blur_sigma: float = 0.0
+    noise_sigma: float = 0.0  # grey levels
+    # occlusion
+    occluder: int = 0  # index into OCCLUDERS
+    occ_center: Tuple[float, float] = (56.0, 80.0)
+    occ_size: Tuple[float, float] = (30.0, 20.0)
+    occ_angle: float = 0.0
+    occ_color: Color = (40.0, 40.0, 40.0)
+    seed: int = 0  # seeds the background texture and the sensor noise
+
+
+# ----------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------
+
+_SKIN_STOPS = np.array([[92, 58, 42], [150, 100, 70], [196, 140, 104],
+                        [226, 180, 148], [246, 212, 190]], np.float64)
+_HAIR_PALETTE = np.array([[25, 22, 22], [55, 38, 28], [95, 62, 40],
+                          [140, 100, 62], [215, 180, 115], [150, 70, 35],
+                          [150, 150, 150], [225, 225, 220]], np.float64)
+_HAIR_P = np.array([0.28, 0.24, 0.14, 0.09, 0.09, 0.05, 0.07, 0.04])
+_IRIS_PALETTE = np.array([[50, 32, 24], [95, 62, 40], [125, 100, 55],
+                          [80, 115, 75], [80, 120, 165], [115, 125, 135]],
+                         np.float64)
+_IRIS_P = np.array([0.35, 0.25, 0.12, 0.08, 0.12, 0.08])
+_HAIR_STYLE_P = np.array([0.22, 0.15, 0.11, 0.07, 0.08, 0.08, 0.13, 0.09,
+                          0.07])
+_BEARD_P = np.array([0.68, 0.08, 0.07, 0.09, 0.08])
+_FRAME_PALETTE = np.array([[25, 25, 25], [90, 55, 35], [190, 160, 80],
+                           [170, 170, 175], [150, 35, 40], [40, 60, 120]],
+                          np.float64)
+_MOLE_SPOTS = np.array([[34, 70], [78, 68], [44, 102], [66, 100], [30, 42],
+                        [82, 36], [56, 30], [48, 80]], np.float64)
+
+
+def _col(c: np.ndarray) -> Color:
+    c = np.clip(c, 0.0, 255.0)
+    return (float(c[0]), float(c[1]), float(c[2]))
+
+
+def _mix(a, b, t: float) -> Color:
+    return _col((1.0 - t) * np.asarray(a, np.float64) +
+                t * np.asarray(b, np.float64))
+
+
+def _pick(rng: np.random.Generator, p: np.ndarray) -> int:
+    return int(np.searchsorted(np.cumsum(p), rng.uniform() * p.sum()))
+
+
+def sample_identity(rng: np.random.Generator) -> FaceIdentity:
+    """Sample a random identity.
+
+    Args:
+        rng (np.random.Generator): the only source of randomness.
+
+    Returns:
+        FaceIdentity: the sampled identity.
+    """
+    u, n = rng.uniform, rng.normal
+    # skin: piecewise-linear tone ramp plus a small per-channel hue jitter
+    tone = u(0.0, len(_SKIN_STOPS) - 1.0)
+    i = min(int(tone), len(_SKIN_STOPS) - 2)
+    skin = _SKIN_STOPS[i] + (tone - i) * (_SKIN_STOPS[i + 1] - _SKIN_STOPS[i])
+    skin = skin + n(0.0, 6.0, 3)
+    hair_idx = _pick(rng, _HAIR_P)
+    hair = _HAIR_PALETTE[hair_idx] + n(0.0, 9.0, 3)
+    style = _pick(rng, _HAIR_STYLE_P)
+    brow_col = _mix(hair, (35, 25, 20), u(0.15, 0.55))
+    if hair_idx >= 6:  # grey/white hair keeps some brow pigment
+        brow_col = _mix(brow_col, (90, 80, 75), 0.5)
+    lip = _mix(skin, (200, 70, 85), u(0.25, 0.6))
+    iris = _IRIS_PALETTE[_pick(rng, _IRIS_P)] + n(0.0, 8.0, 3)
+    eye_h = u(2.2, 3.8)
+    glasses = 0 if u() > 0.16 else 1 + int(u() < 0.5)
+    frame = _FRAME_PALETTE[int(u() * len(_FRAME_PALETTE))] + n(0, 8.0, 3)
+    beard = _pick(rng, _BEARD_P)
+    has_mole = u() < 0.18
+    spot = _MOLE_SPOTS[int(u() * len(_MOLE_SPOTS))] + n(0.0, 2.5, 2)
+    mole_r = u(0.7, 1.5)
+    return FaceIdentity(
+        face_rx=u(36.0, 44.0),
+        face_top=u(48.0, 56.0),
+        face_bottom=u(46.0, 53.0),
+        face_cy=u(58.0, 62.0),
+        jaw_taper=u(0.0, 0.3),
+        jaw_square=u(0.55, 1.3),
+        skin_color=_col(skin),
+        blush=u(0.0, 0.3),
+        ear_size=u(0.8, 1.2),
+        eye_dx=float(np.clip(n(0.0, 1.0), -2.2, 2.2)),
+        eye_dy=float(np.clip(n(0.0, 0.8), -1.6, 1.6)),
+        eye_width=u(5.2, 7.6),
+        eye_height=eye_h,
+        eye_tilt=u(-7.0, 9.0),
+        iris_radius=min(u(2.3, 3.4), eye_h * 1.25),
+        iris_color=_col(iris),
+        lash=u(0.8, 1.8),
+        brow_thickness=u(1.2, 3.6),
+        brow_angle=u(-8.0, 14.0),
+        brow_height=u(7.5, 12.0),
+        brow_length=u(0.9, 1.35),
+        brow_arch=u(0.0, 3.0),
+        brow_color=brow_col,
+        nose_dy=float(np.clip(n(0.0, 1.1), -2.5, 2.5)),
+        nose_width=u(5.5, 10.0),
+        nose_bridge=u(0.2, 1.0),
+        nose_round=u(0.6, 1.4),
+        nose_depth=u(8.0, 14.0),
+        mouth_dx=float(np.clip(n(0.0, 1.0), -2.2, 2.2)),
+        mouth_dy=float(np.clip(n(0.0, 0.8), -1.6, 1.6)),
+        upper_lip=u(1.3, 3.2),
+        lower_lip=u(1.8, 4.2),
+        mouth_curve=u(-1.2, 1.2),
+        lip_color=lip,
+        hair_style=style,
+        hair_color=_col(hair),
+        hairline=u(14.0, 26.0),
+        hair_volume=u(1.0, 6.0),
+        hair_part=u(-1.0, 1.0),
+        glasses=glasses,
+        glasses_color=_col(frame),
+        glasses_thickness=u(1.0, 2.0),
+        beard=beard,
+        beard_color=_mix(hair, (30, 25, 20), 0.2),
+        mole=(float(spot[0]), float(spot[1]), mole_r if has_mole else 0.0))
+
+
+def sample_nuisance(rng: np.random.Generator,
+                    difficulty: float = 1.0) -> FaceNuisance:
+    """Sample a per-image nuisance whose strength scales with ``difficulty``.
+
+    ``difficulty=0`` gives the zero nuisance (only ``seed`` is random and it
+    has no effect then). The number of draws from ``rng`` does not depend on
+    ``difficulty``.
+
+    Args:
+        rng (np.random.Generator): the only source of randomness.
+        difficulty (float): nuisance strength; 1.0 is the calibrated default
+            (raw-pixel verification accuracy about 0.7), 0.5 easy, 1.5 hard.
+
+    Returns:
+        FaceNuisance: the sampled nuisance.
+    """
+    d = max(0.0, float(difficulty))
+    d1 = min(1.0, d)
+    z = rng.standard_normal(16)
+    v = rng.uniform(size=24)
+    bg_rand = rng.uniform(25.0, 230.0) + rng.normal(0.0, 30.0, 3)
+    shirt_rand = rng.uniform(20.0, 220.0, 3)
+    occ_rand = rng.uniform(30.0, 225.0, 3)
+    seed = int(rng.integers(0, 2**31 - 1))
+
+    # pose
+    angle = float(np.clip(z[0] * 6.0 * d, -20.0, 20.0))
+    scale = float(math.exp(np.clip(z[1] * 0.06 * d, -0.2, 0.2)))
+    shift = (float(np.clip(z[2] * 2.5 * d, -8.0, 8.0)),
+             float(np.clip(z[3] * 2.5 * d, -8.0, 8.0)))
+    yaw = float(np.clip(z[4] * 12.0 * d, -30.0, 30.0))
+    # lighting
+    brightness = float(np.clip(z[5] * 18.0 * d, -60.0, 60.0))
+    contrast = float(math.exp(np.clip(z[6] * 0.18 * d, -0.6, 0.6)))
+    light_dir = float(v[0] * 360.0)
+    light_strength = float(v[1] * 0.4 * d)
+    cast = np.exp(np.clip(z[7:10] * 0.07 * d, -0.3, 0.3))
+    # expression
+    smile = float(np.clip(z[10] * 0.45 * d, -0.6, 1.0))
+    mouth_open = float(v[3] * d1) if v[2] < 0.35 * d1 else 0.0
+    blink = float((0.4 + 0.6 * v[5]) * d1) if v[4] < 0.12 * d1 else 0.0
+    brow_raise = float(np.clip(z[11] * 0.5 * d, -1.2, 1.2))
+    gaze = (float(np.clip(z[12] * 0.7 * d, -1.5, 1.5)),
+            float(np.clip(z[13] * 0.4 * d, -1.0, 1.0)))
+    # background, clothing
+    background = int(v[6] * len(BACKGROUNDS)) if d > 0 else 0
+    bg_color = _mix(_NEUTRAL_BG, bg_rand, d1)
+    bg_texture = float((0.3 + 0.7 * v[7]) * d1)
+    shirt = _mix(_NEUTRAL_SHIRT, shirt_rand, d1)
+    # sensor
+    blur_sigma = float((0.2 + 1.0 * v[9]) * d) if v[8] < 0.5 * d1 else 0.0
+    noise_sigma = float(v[10] * 7.0 * d)
+    # occlusion
+    occluder = 0
+    if v[11] < min(0.6, 0.2 * d):
+        occluder = 1 + int(v[12] * (len(OCCLUDERS) - 1))
+    occ_center = (float(20.0 + 72.0 * v[13]), float(40.0 + 60.0 * v[14]))
+    occ_size = (float(16.0 + 26.0 * v[15]), float(12.0 + 22.0 * v[16]))
+    if v[11] < min(0.6, 0.2 * d) and int(v[12] * (len(OCCLUDERS) - 1)) == 1:
+        occ_size = (occ_size[0] + 14.0, occ_size[1])  # hands are big
+    occ_angle = float(v[17] * 360.0)
+    if occluder == 2:  # hand: skin tone, reaching in from below/sides
+        occ_color = _mix(_SKIN_STOPS[int(v[18] * 4.999)], occ_rand, 0.1)
+        occ_center = (float(30.0 + 52.0 * v[13]), float(80.0 + 25.0 * v[14]))
+        occ_angle = float(-90.0 + (v[17] - 0.5) * 120.0)
+    elif occluder == 3:  # sunglasses: dark lenses
+        occ_color = _col(occ_rand * 0.2)
+    elif occluder == 4:  # medical mask: light colours
+        occ_color = _mix(occ_rand, (235, 240, 245), 0.75)
+    else:
+        occ_color = _col(occ_rand)
+    return FaceNuisance(
+        angle=angle,
+        scale=scale,
+        shift=shift,
+        yaw=yaw,
+        brightness=brightness,
+        contrast=contrast,
+        light_dir=light_dir,
+        light_strength=light_strength,
+        color_cast=_col(cast),
+        smile=smile,
+        mouth_open=mouth_open,
+        blink=blink,
+        brow_raise=brow_raise,
+        gaze=gaze,
+        background=background,
+        bg_color=bg_color,
+        bg_texture=bg_texture,
+        shirt_color=shirt,
+        blur_sigma=blur_sigma,
+        noise_sigma=noise_sigma,
+        occluder=occluder,
+        occ_center=occ_center,
+        occ_size=occ_size,
+        occ_angle=occ_angle,
+        occ_color=occ_color,
+        seed=seed)
+
+
+# ----------------------------------------------------------------------------
+# Drawing helpers
+# ----------------------------------------------------------------------------
+
+
+def _ellipse(cx: float,
+             cy: float,
+             rx: float,
+             ry: float,
+             t0: float = 0.0,
+             t1: float = 2 * math.pi,
+             n: int = 20,
+             angle: float = 0.0,
+             closed: bool = True) -> np.ndarray:
+    """Points on an (arc of an) ellipse, angle in radians, y down."""
+    t = np.linspace(t0, t1, n, endpoint=not closed)
+    x, y = rx * np.cos(t), ry * np.sin(t)
+    if angle:
+        ca, sa = math.cos(angle), math.sin(angle)
+        x, y = ca * x - sa * y, sa * x + ca * y
+    return np.stack([cx + x, cy + y], axis=1)
+
+
+def _superellipse(cx: float, cy: float, a: float, b: float, p: float,
+                  n: int = 24) -> np.ndarray:
+    t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    e = 2.0 / p
+    x = a * np.sign(c) * np.abs(c)**e
+    y = b * np.sign(s) * np.abs(s)**e
+    return np.stack([cx + x, cy + y], axis=1)
+
+
+def _shade(c: Color, f: float) -> Color:
+    return (min(255.0, c[0] * f), min(255.0, c[1] * f), min(255.0, c[2] * f))
+
+
+class _Painter:
+    """Draws reference-frame polygons onto the image through the pose."""
+
+    def __init__(self, img: np.ndarray, idt: FaceIdentity, nui: FaceNuisance,
+                 k: float) -> None:
+        self.img = img
+        self.k = k
+        yaw = math.radians(nui.yaw)
+        self.cy_, self.sy_ = math.cos(yaw), math.sin(yaw)
+        self.rx = idt.face_rx
+        self.rz = 0.8 * idt.face_rx
+        eye_x = 17.6 + idt.eye_dx
+        self.z_ref = self._surf(np.array([eye_x]))[0]
+        a = math.radians(nui.angle)
+        ca, sa = nui.scale * math.cos(a), nui.scale * math.sin(a)
+        # p' = R (p - c) + c + t, on-screen CCW rotation (y down)
+        tx = _CX - ca * _CX - sa * _CX + nui.shift[0]
+        ty = _CX + sa * _CX - ca * _CX + nui.shift[1]
+        self.m = np.array([[ca, sa, tx], [-sa, ca, ty]], np.float64) * k
+        self.lscale = k * nui.scale
+        self._pts: List[np.ndarray] = []
+        self._ops: list = []
+
+    def _surf(self, xr: np.ndarray) -> np.ndarray:
+        return self.rz * np.sqrt(np.clip(1.0 - (xr / self.rx)**2, 0.0, None))
+
+    def warp(self, pts: np.ndarray, surf=True, extra=0.0) -> np.ndarray:
+        """Reference-frame points (N, 2) -> output pixel coordinates.
+
+        ``surf`` (bool or per-point bool array): whether the points lie on
+        the head surface (else depth 0); ``extra``: additional depth.
+        """
+        x, y = pts[:, 0], pts[:, 1]
+        if self.sy_ != 0.0:
+            xr = x - _CX
+            zz = self._surf(xr) * surf + extra
+            x = _CX + xr * self.cy_ + (zz - self.z_ref) * self.sy_
+        m = self.m
+        out = np.empty_like(pts, dtype=np.float64)
+        out[:, 0] = m[0, 0] * x + m[0, 1] * y + m[0, 2]
+        out[:, 1] = m[1, 0] * x + m[1, 1] * y + m[1, 2]
+        return out
+
+    def fill(self,
+             pts: np.ndarray,
+             color: Color,
+             surf: bool = True,
+             extra: float = 0.0) -> None:
+        """Queue a filled polygon."""
+        self._pts.append(pts)
+        self._ops.append((len(pts), surf, extra, color, 0, False))
+
+    def line(self,
+             pts: np.ndarray,
+             color: Color,
+             thickness: float = 1.0,
+             surf: bool = True,
+             extra: float = 0.0,
+             closed: bool = False) -> None:
+        """Queue an anti-aliased polyline."""
+        t = max(1, int(round(thickness * self.lscale)))
+        self._pts.append(pts)
+        self._ops.append((len(pts), surf, extra, color, t, closed))
+
+    def flush(self) -> None:
+        """Warp all queued points at once and draw them in order."""
+        if not self._pts:
+            return
+        pts = np.concatenate(self._pts)
+        ops = self._ops
+        if self.sy_ != 0.0:
+            counts = [o[0] for o in ops]
+            surf = np.repeat(np.array([o[1] for o in ops], np.float64),
+                             counts)
+            extra = np.repeat(np.array([o[2] for o in ops], np.float64),
+                              counts)
+        else:
+            surf, extra = 1.0, 0.0
+        q = np.round(self.warp(pts, surf, extra) * 16.0).astype(np.int32)
+        img, i = self.img, 0
+        for n, _, _, color, t, closed in ops:
+            poly = q[i:i + n]
+            i += n
+            if t == 0:
+                cv2.fillPoly(img, [poly], color, cv2.LINE_AA, 4)
+            else:
+                cv2.polylines(img, [poly], closed, color, t, cv2.LINE_AA, 4)
+        self._pts, self._ops = [], []
+
+
+# ----------------------------------------------------------------------------
+# Face parts
+# ----------------------------------------------------------------------------
+
+
+def _face_outline(idt: FaceIdentity, n: int = 44) -> np.ndarray:
+    """Head outline, starting at the right cheek, through the chin."""
+    t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
+    c, s = np.cos(t), np.sin(t)
+    low = s > 0
+    sp = np.clip(s, 0.0, None)
+    xs = np.where(low, np.sign(c) * np.abs(c)**idt.jaw_square, c)
+    x = _CX + idt.face_rx * xs * (1.0 - idt.jaw_taper * sp**2)
+    y = idt.face_cy + np.where(low, idt.face_bottom, idt.face_top) * s
+    return np.stack([x, y], axis=1)
+
+
+def _half_width_at(outline: np.ndarray, y: float) -> float:
+    """Half-width of the face at height ``y``."""
+    right = outline[outline[:, 0] >= _CX - 1e-6]
+    order = np.argsort(right[:, 1])
+    return float(np.interp(y, right[order, 1], right[order, 0]) - _CX)
+
+
+def _rim_below(outline: np.ndarray, y: float) -> np.ndarray:
+    """Outline below height ``y``, from the right side through the chin."""
+    n = len(outline)
+    ring = np.roll(outline, -(3 * n // 4), axis=0)  # starts at the top
+    rim = ring[ring[:, 1] > y]
+    hw = _half_width_at(outline, y)
+    return np.concatenate([[[_CX + hw, y]], rim, [[_CX - hw, y]]])
+
+
+def _hair_cap(idt: FaceIdentity, y_side: float, inner_y, vol: float,
+              n: int = 25) -> np.ndarray:
+    """Front hair polygon: outer arc over the head, inner edge ``inner_y``.
+
+    ``inner_y`` maps u in [-1, 1] (across the forehead) to a y.
+    """
+    ry = idt.face_top + vol
+    rx = idt.face_rx + vol
+    s = float(np.clip((y_side - idt.face_cy) / ry, -0.95, 0.95))
+    ta = math.pi - math.asin(s)
+    tb = 2 * math.pi + math.asin(s)
+    outer = _ellipse(_CX, idt.face_cy, rx, ry, ta, tb, n, closed=False)
+    u = np.linspace(1.0, -1.0, n)
+    inner = np.stack([_CX + u * idt.face_rx * 0.99, inner_y(u)], axis=1)
+    return np.concatenate([outer, inner])
+
+
+def _draw_back_hair(p: _Painter, idt: FaceIdentity) -> None:
+    style = HAIR_STYLES[idt.hair_style]
+    col = idt.hair_color
+    v = idt.hair_volume
+    if style == 'long':
+        arc = _ellipse(_CX, idt.face_cy, idt.face_rx + v + 3,
+                       idt.face_top + v, math.pi, 2 * math.pi, 16)
+        w = idt.face_rx + v + 6
+        pts = np.concatenate(
+            [arc, [[_CX + w, 100], [_CX + w - 4, 130], [_CX - w + 4, 130],
+                   [_CX - w, 100]]])
+        p.fill(pts, _shade(col, 0.8), surf=False)
+    elif style == 'curly':
+        t = np.linspace(0.0, 2 * math.pi, 60, endpoint=False)
+        r = 1.0 + 0.06 * np.cos(13 * t + 7 * idt.hair_part)
+        pts = np.stack([
+            _CX + (idt.face_rx + 5 + v) * r * np.cos(t),
+            idt.face_cy - 4 + (idt.face_top + 2 + v) * r * np.sin(t)
+        ], 1)
+        pts = pts[pts[:, 1] < 88]
+        p.fill(pts, _shade(col, 0.85), surf=False)
+    elif style == 'bun':
+        p.fill(_ellipse(_CX + 8 * idt.hair_part,
+                        idt.face_cy - idt.face_top - 4, 11, 9), col, False)
+    elif style == 'bangs':
+        arc = _ellipse(_CX, idt.face_cy, idt.face_rx + v + 2,
+                       idt.face_top + v, math.pi, 2 * math.pi, 16)
+        w = idt.face_rx + v + 2
+        pts = np.concatenate([arc, [[_CX + w, 78], [_CX - w, 78]]])
+        p.fill(pts, _shade(col, 0.8), surf=False)
+
+
+def _draw_front_hair(p: _Painter, idt: FaceIdentity) -> None:
+    style = HAIR_STYLES[idt.hair_style]
+    col = idt.hair_color
+    v = idt.hair_volume
+    hl = idt.hairline
+    ys = idt.face_cy - 14.0  # temple height
+    part = idt.hair_part
+    cap = None
+    if style in ('short', 'long', 'bun'):
+        vol = v if style != 'bun' else 1.0
+        cap = _hair_cap(idt, ys,
+                        lambda u: hl + (ys - hl) * np.abs(u)**3.0, vol)
+    elif style == 'buzz':
+        col = _mix(col, idt.skin_color, 0.45)
+        cap = _hair_cap(idt, ys,
+                        lambda u: hl + (ys - hl) * np.abs(u)**3.0, 0.5)
+    elif style == 'bangs':
+        by = idt.face_cy - 22.0 - 0.5 * v
+
+        def inner(u):
+            zig = 1.6 * np.abs(np.sin(u * 9.0 + 3 * part))
+            return np.where(np.abs(u) < 0.8, by + zig,
+                            by + (idt.face_cy + 8 - by) *
+                            np.clip((np.abs(u) - 0.8) / 0.2, 0, 1)**1.5)
+
+        cap = _hair_cap(idt, idt.face_cy + 8, inner, v)
+    elif style == 'receding':
+        hh = hl - 4.0
+
+        def inner(u):
+            m = 5.0 * np.exp(-(u / 0.18)**2)  # widow's peak
+            return hh + m - 6.0 * np.sin(np.pi * np.abs(u))**2 + \
+                (ys - hh) * np.abs(u)**4
+
+        cap = _hair_cap(idt, ys, inner, min(v, 2.5))
+    elif style == 'curly':
+        cap = _hair_cap(
+            idt, ys, lambda u: hl + 3 * np.abs(np.sin(u * 7.0)) +
+            (ys - hl) * np.abs(u)**3, v + 3)
+    elif style == 'side_part':
+        s = 1.0 if part >= 0 else -1.0
+
+        def inner(u):
+            sweep = 9.0 * np.clip((s * u + 0.6) / 1.6, 0.0, 1.0)**1.5
+            return hl - 2 + sweep + (ys - hl) * np.abs(u)**4
+
+        cap = _hair_cap(idt, ys, inner, v + 1)
+    elif style == 'bald':
+        if v > 3.0:  # fringes of hair above the ears
+            cy, ry = idt.face_cy, idt.face_top
+            t0 = math.asin((ys - 8.0 - cy) / ry)
+            t1 = math.asin(6.0 / ry)
+            fr = _mix(col, idt.skin_color, 0.25)
+            for t_a, t_b in ((t0, t1), (math.pi - t1, math.pi - t0)):
+                outer = _ellipse(_CX, cy, idt.face_rx + 1.0, ry + 1.0, t_a,
+                                 t_b, 7, closed=False)
+                inner = _ellipse(_CX, cy, idt.face_rx - 4.0, ry - 4.0, t_a,
+                                 t_b, 7, closed=False)
+                p.fill(np.concatenate([outer, inner[::-1]]), fr, surf=False)
+    if cap is not None:
+        p.fill(cap, col, surf=False)
+        if style not in ('buzz', ):  # a few strands
+            top = np.array([_CX + part * 14.0, idt.face_cy - idt.face_top])
+            dark = _shade(col, 0.82)
+            ni = len(cap) // 2
+            for j in (5, 12, 19):
+                q = cap[ni + j]
+                mid = 0.5 * (top + q) + np.array([(q[0] - top[0]) * 0.15,
+                                                    -3.0])
+                p.line(np.stack([top, mid, q - np.array([0, 2.0])]), dark,
+                       1.0, surf=False)
+    if style == 'long':  # locks framing the face
+        for sgn in (-1.0, 1.0):
+            x0 = _CX + sgn * (idt.face_rx + 1)
+            pts = np.array([[x0, ys - 2], [x0 - sgn * (6 + v), ys + 4],
+                            [x0 - sgn * 4.0, idt.face_cy + 24],
+                            [x0 + sgn * 2.0, idt.face_cy + 40],
+                            [x0 + sgn * 6.0, idt.face_cy + 20]])
+            p.fill(pts, col, surf=False)
+
+
+def _draw_eye(p: _Painter, idt: FaceIdentity, nui: FaceNuisance,
+              c: np.ndarray, side: float) -> None:
+    ew = idt.eye_width
+    eh = idt.eye_height * (1.0 - 0.92 * nui.blink)
+    slope = math.tan(math.radians(idt.eye_tilt))
+    u = np.linspace(-1.0, 1.0, 11)
+    x = u * ew
+    shear = -slope * x * side
+    lash_col = _mix(idt.brow_color, (15, 10, 10), 0.6)
+    lid_col = _shade(idt.skin_color, 0.93)
+    if eh < 0.8:  # closed: just the lid line
+        y = shear + 0.6 * (1.0 - u**2)
+        p.line(np.stack([c[0] + x, c[1] + y], 1), lash_col, idt.lash)
+        return
+    top = shear - eh * (1.0 - u**2)**0.6
+    bot = shear + 0.75 * eh * (1.0 - u**2)**0.8
+    top_pts = np.stack([c[0] + x, c[1] + top], 1)
+    bot_pts = np.stack([c[0] + x, c[1] + bot], 1)
+    sclera = np.concatenate([top_pts, bot_pts[::-1]])
+    p.fill(sclera, _mix(idt.skin_color, (245, 245, 245), 0.8))
+    ir = idt.iris_radius
+    ic = (c[0] + nui.gaze[0], c[1] + nui.gaze[1] + 0.2)
+    p.fill(_ellipse(ic[0], ic[1], ir, ir, n=14), idt.iris_color)
+    p.fill(_ellipse(ic[0], ic[1], 0.45 * ir, 0.45 * ir, n=10), (20, 15, 15))
+    # skin masks that clip the iris to the opening
+    off = ir + 1.5
+    up = top_pts - np.array([0.0, off])
+    p.fill(np.concatenate([top_pts, up[::-1]]), lid_col)
+    dn = bot_pts + np.array([0.0, off])
+    p.fill(np.concatenate([bot_pts, dn[::-1]]), idt.skin_color)
+    p.line(top_pts, lash_col, idt.lash)
+    crease = top_pts[2:9] - np.array([0.0, 1.2 + 0.35 * eh])
+    p.line(crease, _shade(idt.skin_color, 0.78), 1.0)
+
+
+def _draw_brow(p: _Painter, idt: FaceIdentity, nui: FaceNuisance,
+               eye: np.ndarray, side: float) -> None:
+    u = np.linspace(0.0, 1.0, 9)
+    length = 2.0 * idt.eye_width * idt.brow_length
+    x = eye[0] - side * idt.eye_width * 1.0 + side * u * length
+    base = eye[1] - idt.brow_height - 2.5 * nui.brow_raise
+    y = base - idt.brow_arch * np.sin(np.pi * np.clip(u * 1.1, 0, 1)) - \
+        math.tan(math.radians(idt.brow_angle)) * (u - 0.3) * length
+    th = idt.brow_thickness * (1.0 - 0.5 * u**1.5)
+    top = np.stack([x, y - 0.6 * th], 1)
+    bot = np.stack([x, y + 0.4 * th], 1)
+    p.fill(np.concatenate([top, bot[::-1]]), idt.brow_color)
+
+
+def _draw_nose(p: _Painter, idt: FaceIdentity, tip: np.ndarray,
+               eye_y: float) -> None:
+    skin = idt.skin_color
+    nw = idt.nose_width
+    dep = idt.nose_depth
+    # bridge shadow (left side)
+    t = np.linspace(0.0, 1.0, 6)[:, None]
+    a = np.array([_CX - 3.5, eye_y + 1.0 + 8 * (1 - idt.nose_bridge)])
+    b = np.array([tip[0] - 0.55 * nw, tip[1] - 3.5])
+    bridge = (1 - t) * a + t * b + np.hstack([-1.2 * np.sin(np.pi * t),
+                                             0 * t])
+    p.line(bridge, _shade(skin, 0.84), 1.0, extra=0.5 * dep)
+    # shadow under the nose
+    p.fill(_ellipse(tip[0], tip[1] + 2.2, 0.85 * nw, 2.3, n=16),
+           _shade(skin, 0.9), extra=0.5 * dep)
+    # alae
+    for s in (-1.0, 1.0):
+        arc = _ellipse(tip[0] + s * 0.72 * nw, tip[1] - 0.3, 0.3 * nw, 2.6,
+                       math.pi * (0.5 - 0.6 * s), math.pi * (0.5 + 0.6 * s),
+                       7, closed=False)
+        p.line(arc, _shade(skin, 0.72), 1.0, extra=0.6 * dep)
+    # tip highlight, nostrils
+    p.fill(_ellipse(tip[0], tip[1] - 1.0, 2.2 * idt.nose_round,
+                    1.6 * idt.nose_round, n=12), _shade(skin, 1.06),
+           extra=dep)
+    for s in (-1.0, 1.0):
+        p.fill(_ellipse(tip[0] + s * 0.38 * nw, tip[1] + 1.6,
+                        0.13 * nw + 0.4, 0.9, n=10, angle=-s * 0.35),
+               _shade(skin, 0.45), extra=0.7 * dep)
+
+
+def _mouth_geometry(idt: FaceIdentity, nui: FaceNuisance,
+                    lm: np.ndarray, rm: np.ndarray):
+    u = np.linspace(-1.0, 1.0, 13)
+    w = 1.0 - u**2
+    xs = 0.5 * (lm[0] + rm[0]) + u * 0.5 * (rm[0] - lm[0])
+    yc = 0.5 * (lm[1] + rm[1]) + u * 0.5 * (rm[1] - lm[1])
+    curve = idt.mouth_curve + 2.5 * nui.smile
+    line = yc + curve * w
+    bow = 1.0 - 0.35 * np.exp(-(u / 0.18)**2)
+    upper = line - idt.upper_lip * w**0.5 * bow
+    gap = nui.mouth_open * 7.0 * w**0.8
+    lower_top = line + gap
+    lower_bot = lower_top + idt.lower_lip * w**0.6
+    return xs, line, upper, lower_top, lower_bot
+
+
+def _draw_mouth(p: _Painter, idt: FaceIdentity, nui: FaceNuisance,
+                lm: np.ndarray, rm: np.ndarray) -> None:
+    xs, line, upper, lower_top, lower_bot = _mouth_geometry(idt, nui, lm, rm)
+    ex = 3.0
+    lip = idt.lip_color
+    if nui.mouth_open > 0.05:
+        inside = np.concatenate([np.stack([xs, line], 1),
+                                 np.stack([xs, lower_top], 1)[::-1]])
+        p.fill(inside, (60, 20, 25), extra=ex)
+        teeth_bot = line + 0.45 * (lower_top - line)
+        teeth = np.concatenate([np.stack([xs, line], 1)[2:-2],
+                                np.stack([xs, teeth_bot], 1)[2:-2][::-1]])
+        p.fill(teeth, (238, 234, 225), extra=ex)
+    p.fill(np.concatenate([np.stack([xs, upper], 1),
+                           np.stack([xs, line], 1)[::-1]]),
+           _shade(lip, 0.9), extra=ex)
+    p.fill(np.concatenate([np.stack([xs, lower_top], 1),
+                           np.stack([xs, lower_bot], 1)[::-1]]),
+           lip, extra=ex)
+    p.line(np.stack([xs, line], 1), _shade(lip, 0.55), 1.0, extra=ex)
+
+
+def _draw_beard(p: _Painter, idt: FaceIdentity, outline: np.ndarray,
+                le: np.ndarray, tip: np.ndarray, lm: np.ndarray,
+                rm: np.ndarray) -> None:
+    style = BEARD_STYLES[idt.beard]
+    col = idt.beard_color
+    my = 0.5 * (lm[1] + rm[1])
+    if style in ('full', 'stubble'):
+        if style == 'stubble':
+            col = _mix(idt.skin_color, col, 0.3)
+        ys = le[1] + 6.0
+        hs = _half_width_at(outline, ys)
+        hm = _half_width_at(outline, tip[1] + 8.0)
+        rim = _rim_below(outline, ys)  # right -> chin -> left
+        top = np.array([[_CX - hs + 5.0, ys + 1.0],
+                        [_CX - 0.8 * hm, tip[1] + 8.0],
+                        [lm[0] - 3.0, my - 1.0], [lm[0] - 0.5, my + 1.5],
+                        [rm[0] + 0.5, my + 1.5], [rm[0] + 3.0, my - 1.0],
+                        [_CX + 0.8 * hm, tip[1] + 8.0],
+                        [_CX + hs - 5.0, ys + 1.0]])
+        p.fill(np.concatenate([rim, top]), col)
+    elif style == 'goatee':
+        yg = my + idt.lower_lip + 1.5
+        gw = 0.3 * (rm[0] - lm[0]) + 1.0
+        rim = _rim_below(outline, yg)
+        rim = rim[np.abs(rim[:, 0] - _CX) <= gw][1:-1]
+        if len(rim):
+            pts = np.concatenate([[[_CX + gw, yg]], rim, [[_CX - gw, yg]]])
+            p.fill(pts, col, extra=2.0)
+
+
+def _draw_moustache(p: _Painter, idt: FaceIdentity, nui: FaceNuisance,
+                    tip: np.ndarray, lm: np.ndarray, rm: np.ndarray) -> None:
+    if BEARD_STYLES[idt.beard] not in ('moustache', 'goatee', 'full'):
+        return
+    xs, _, upper, _, _ = _mouth_geometry(idt, nui, lm, rm)
+    u = np.linspace(-1.0, 1.0, len(xs))
+    bot = upper - 0.2
+    thick = 2.5 + 0.4 * idt.hair_volume
+    top = np.maximum(bot - thick * (1.0 - 0.6 * u**2), tip[1] + 3.0)
+    ends_l = [[lm[0] - 1.5, lm[1] + 2.5]]
+    ends_r = [[rm[0] + 1.5, rm[1] + 2.5]]
+    pts = np.concatenate([ends_l, np.stack([xs, top], 1), ends_r,
+                          np.stack([xs, bot], 1)[::-1]])
+    p.fill(pts, idt.beard_color, extra=3.0)
+
+
+def _draw_glasses(p: _Painter, idt: FaceIdentity, le: np.ndarray,
+                  re: np.ndarray, color: Color, thick: float,
+                  filled: bool) -> None:
+    pw = 2.0 if idt.glasses != 2 else 4.5
+    a = idt.eye_width + 3.5
+    b = max(idt.eye_height + 4.0, 6.5)
+    ex = 4.0
+    for c, s in ((le, -1.0), (re, 1.0)):
+        rim = _superellipse(c[0], c[1] + 0.5, a, b, pw, 24)
+        if filled:
+            p.fill(rim, color, extra=ex)
+        else:
+            p.line(rim, color, thick, extra=ex, closed=True)
+        temple = np.array([[c[0] + s * a, c[1] - 1.0],
+                           [_CX + s * idt.face_rx * 0.98, c[1] - 2.0]])
+        p.line(temple, color, thick, extra=ex)
+    bridge = np.array([[le[0] + a, le[1] - 0.5], [_CX, le[1] - 2.0],
+                       [re[0] - a, re[1] - 0.5]])
+    p.line(bridge, color, thick, extra=ex)
+
+
+def _draw_occluder(p: _Painter, idt: FaceIdentity, nui: FaceNuisance,
+                   outline: np.ndarray, le: np.ndarray, re: np.ndarray,
+                   tip: np.ndarray) -> None:
+    kind = OCCLUDERS[nui.occluder]
+    col = nui.occ_color
+    if kind == 'sunglasses':
+        _draw_glasses(p, idt, le, re, col, 1.5, True)
+    elif kind == 'mask':
+        y0 = tip[1] - 7.0
+        hw = _half_width_at(outline, y0 + 4)
+        rim = _rim_below(outline, y0 + 4)  # right -> chin -> left
+        top = np.array([[_CX - 8, y0], [_CX, y0 - 1.0], [_CX + 8, y0]])
+        p.fill(np.concatenate([top, rim]), col, extra=6.0)
+        for dy in (6.0, 12.0, 18.0):
+            yy = y0 + dy
+            w = _half_width_at(outline, yy) - 3.0
+            if w > 3:
+                p.line(np.array([[_CX - w, yy], [_CX + w, yy]]),
+                       _shade(col, 0.85), 1.0, extra=6.0)
+        for s in (-1.0, 1.0):
+            p.line(np.array([[_CX + s * hw, y0 + 4],
+                             [_CX + s * idt.face_rx, tip[1] - 12]]),
+                   _shade(col, 0.8), 1.0, surf=False)
+        return
+    # rect / hand live in front of the camera: only the output scaling
+    p.flush()
+    k = p.k
+    cx, cy = nui.occ_center
+    w, h = nui.occ_size
+    a = math.radians(nui.occ_angle)
+    ca, sa = math.cos(a), math.sin(a)
+    if kind == 'rect':
+        box = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) * 0.5
+        rot = np.stack([box[:, 0] * ca - box[:, 1] * sa + cx,
+                        box[:, 0] * sa + box[:, 1] * ca + cy], 1)
+        q = np.round(rot * k * 16.0).astype(np.int32)
+        cv2.fillPoly(p.img, [q], col, cv2.LINE_AA, 4)
+    elif kind == 'hand':
+        palm = _ellipse(cx, cy, 0.42 * w, 0.3 * w, n=18, angle=a)
+        q = np.round(palm * k * 16.0).astype(np.int32)
+        cv2.fillPoly(p.img, [q], col, cv2.LINE_AA, 4)
+        # fingers along the palm's x axis, spread along its y axis
+        fw = max(1, int(round(0.11 * w * k)))
+        for j, (off, ln) in enumerate(((-0.75, 0.55), (-0.25, 0.7),
+                                       (0.25, 0.65), (0.7, 0.5))):
+            bx = cx + ca * 0.3 * w - sa * off * 0.27 * w
+            by = cy + sa * 0.3 * w + ca * off * 0.27 * w
+            ex_, ey_ = bx + ca * ln * w, by + sa * ln * w
+            q = np.round(np.array([[bx, by], [ex_, ey_]]) * k * 16.0)
+            cv2.polylines(p.img, [q.astype(np.int32)], False, col, fw,
+                          cv2.LINE_AA, 4)
+        q = np.round(np.array([[cx - sa * 0.25 * w, cy + ca * 0.25 * w],
+                               [cx + (0.2 * ca - 0.6 * sa) * w,
+                                cy + (0.2 * sa + 0.6 * ca) * w]]) * k * 16.)
+        cv2.polylines(p.img, [q.astype(np.int32)], False, _shade(col, 0.95),
+                      fw, cv2.LINE_AA, 4)
+
+
+# ----------------------------------------------------------------------------
+# Image-level effects
+# ----------------------------------------------------------------------------
+
+_GRID_CACHE = {}
+
+
+def _grid(size: int) -> Tuple[np.ndarray, np.ndarray]:
+    g = _GRID_CACHE.get(size)
+    if g is None:
+        r = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / (size / 2)
+        g = (r[None, :].repeat(size, 0), r[:, None].repeat(size, 1))
+        _GRID_CACHE[size] = g
+    return g
+
+
+def _background(size: int, nui: FaceNuisance,
+                rng: Optional[np.random.Generator]) -> np.ndarray:
+    base = np.array(nui.bg_color, np.float32)
+    kind = BACKGROUNDS[nui.background]
+    amp = nui.bg_texture
+    if kind == 'flat' or amp <= 0 or rng is None:
+        img = np.empty((size, size, 3), np.uint8)
+        img[:] = np.clip(np.round(base), 0, 255).astype(np.uint8)
+        return img
+    if kind in ('gradient', 'blotches'):
+        g = 2 if kind == 'gradient' else 5
+        lum = rng.normal(0.0, 45.0 * amp, (g, g, 1))
+        chroma = rng.normal(0.0, 15.0 * amp, (g, g, 3))
+        small = (base + lum + chroma).astype(np.float32)
+        interp = cv2.INTER_LINEAR if g == 2 else cv2.INTER_CUBIC
+        big = cv2.resize(small, (size, size), interpolation=interp)
+        return np.clip(big + 0.5, 0, 255).astype(np.uint8)
+    # shapes: a few axis-aligned panels (doors, windows, shelves)
+    img = np.empty((size, size, 3), np.uint8)
+    img[:] = np.clip(np.round(base), 0, 255).astype(np.uint8)
+    for _ in range(4):
+        x0, y0 = rng.uniform(-0.2, 1.0, 2) * size
+        w, h = rng.uniform(0.15, 0.6, 2) * size
+        c = base + rng.normal(0.0, 50.0 * amp) + rng.normal(0, 15 * amp, 3)
+        c = np.clip(c, 0, 255)
+        cv2.rectangle(img, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)),
+                      tuple(float(x) for x in c), -1)
+    return img
+
+
+def _photometric(img: np.ndarray, nui: FaceNuisance,
+                 rng: Optional[np.random.Generator], k: float) -> np.ndarray:
+    gain = np.array(nui.color_cast, np.float32) * np.float32(nui.contrast)
+    offset = np.float32(128.0 * (1.0 - nui.contrast) + nui.brightness) * \
+        np.array(nui.color_cast, np.float32)
+    need = (nui.contrast != 1.0 or nui.brightness != 0.0
+            or nui.color_cast != (1.0, 1.0, 1.0) or nui.light_strength > 0
+            or nui.blur_sigma > 0 or nui.noise_sigma > 0)
+    if not need:
+        return img
+    f = img.astype(np.float32)
+    if nui.blur_sigma > 0:
+        f = cv2.GaussianBlur(f, (0, 0), nui.blur_sigma * k)
+    f *= gain
+    f += offset
+    if nui.light_strength > 0:
+        gx, gy = _grid(img.shape[0])
+        a = math.radians(nui.light_dir)
+        ramp = 1.0 + nui.light_strength * (math.cos(a) * gx +
+                                           math.sin(a) * gy)
+        f *= ramp[..., None]
+    if nui.noise_sigma > 0 and rng is not None:
+        h, w = img.shape[:2]
+        luma = rng.standard_normal((h, w, 1), np.float32)
+        chroma = rng.standard_normal((h, w, 3), np.float32)
+        f += (0.8 * luma + 0.45 * chroma) * np.float32(nui.noise_sigma)
+    np.clip(f + 0.5, 0, 255, out=f)
+    return f.astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------
+# Public rendering entry point
+# ----------------------------------------------------------------------------
+
+
+def render_face(identity: FaceIdentity,
+                nuisance: FaceNuisance,
+                size: int = 112) -> Tuple[np.ndarray, np.ndarray]:
+    """Render one face.
+
+    Args:
+        identity (FaceIdentity): who.
+        nuisance (FaceNuisance): the per-image conditions.
+        size (int): output side length; the geometry is the 112x112
+            reference frame scaled by ``size / 112``. Default: 112.
+
+    Returns:
+        tuple[np.ndarray, np.ndarray]: the ``(size, size, 3)`` uint8 **RGB**
+        image and the ``(5, 2)`` float32 landmarks (left eye, right eye, nose
+        tip, left and right mouth corner) in its pixel coordinates.
+    """
+    idt, nui = identity, nuisance
+    k = size / _REF
+    need_rng = (nui.bg_texture > 0 and nui.background != 0) or \
+        nui.noise_sigma > 0
+    rng = np.random.default_rng(nui.seed) if need_rng else None
+    img = _background(size, nui, rng)
+    p = _Painter(img, idt, nui, k)
+
+    # canonical landmarks (identity + expression)
+    le = _TPL[0] + (-idt.eye_dx, idt.eye_dy)
+    re = _TPL[1] + (idt.eye_dx, idt.eye_dy)
+    tip = _TPL[2] + (0.0, idt.nose_dy)
+    sm = nui.smile
+    lm = _TPL[3] + (-idt.mouth_dx - 1.5 * sm, idt.mouth_dy - 1.8 * sm)
+    rm = _TPL[4] + (idt.mouth_dx + 1.5 * sm, idt.mouth_dy - 1.8 * sm)
+    skin = idt.skin_color
+    outline = _face_outline(idt)
+    style = HAIR_STYLES[idt.hair_style]
+
+    # body
+    rx = idt.face_rx
+    chin = idt.face_cy + idt.face_bottom
+    shirt = np.array([[_CX - 0.55 * rx, chin - 6], [_CX - 2.6 * rx, chin + 14],
+                      [_CX - 2.6 * rx, 140], [_CX + 2.6 * rx, 140],
+                      [_CX + 2.6 * rx, chin + 14], [_CX + 0.55 * rx,
+                                                    chin - 6]])
+    p.fill(shirt, nui.shirt_color, surf=False, extra=-10.0)
+    _draw_back_hair(p, idt)
+    neck = np.array([[_CX - 0.5 * rx, idt.face_cy + 15],
+                     [_CX - 0.52 * rx, 140], [_CX + 0.52 * rx, 140],
+                     [_CX + 0.5 * rx, idt.face_cy + 15]])
+    p.fill(neck, _shade(skin, 0.75), surf=False, extra=-5.0)
+    if style not in ('long', 'bangs'):
+        for s in (-1.0, 1.0):
+            es = idt.ear_size
+            ear = _ellipse(_CX + s * (rx - 1.0), le[1] + 11.0, 5.0 * es,
+                           10.0 * es, n=16)
+            p.fill(ear, _shade(skin, 0.92), surf=False, extra=-8.0)
+            p.fill(_ellipse(_CX + s * (rx + 0.5), le[1] + 11.5, 2.2 * es,
+                            6.0 * es, n=12), _shade(skin, 0.78), surf=False,
+                   extra=-8.0)
+
+    # face with a soft rim shadow
+    p.fill(outline, _shade(skin, 0.92), surf=False)
+    inner = (outline - (_CX, idt.face_cy)) * (0.9, 0.93) + \
+        (_CX - 1.5, idt.face_cy - 2.0)
+    p.fill(inner, skin, surf=False)
+    if idt.blush > 0.02:
+        blush = _mix(skin, (230, 110, 110), 0.35 * idt.blush)
+        for s in (-1.0, 1.0):
+            p.fill(_ellipse(_CX + s * 22.0, tip[1] + 3.0, 7.0, 4.5, n=14),
+                   blush)
+    if idt.mole[2] > 0:
+        p.fill(_ellipse(idt.mole[0], idt.mole[1], idt.mole[2], idt.mole[2],
+                        n=10), _shade(skin, 0.42))
+    _draw_beard(p, idt, outline, le, tip, lm, rm)
+    _draw_nose(p, idt, tip, 0.5 * (le[1] + re[1]))
+    _draw_mouth(p, idt, nui, lm, rm)
+    _draw_moustache(p, idt, nui, tip, lm, rm)
+    _draw_eye(p, idt, nui, le, -1.0)
+    _draw_eye(p, idt, nui, re, 1.0)
+    _draw_brow(p, idt, nui, le, -1.0)
+    _draw_brow(p, idt, nui, re, 1.0)
+    _draw_front_hair(p, idt)
+    if idt.glasses:
+        _draw_glasses(p, idt, le, re, idt.glasses_color,
+                      idt.glasses_thickness, False)
+    if nui.occluder:
+        _draw_occluder(p, idt, nui, outline, le, re, tip)
+    p.flush()
+
+    img = _photometric(p.img, nui, rng, k)
+
+    # landmarks through the same warp as their parts
+    lms = np.concatenate([
+        p.warp(np.stack([le, re])),
+        p.warp(tip[None], extra=idt.nose_depth),
+        p.warp(np.stack([lm, rm]), extra=3.0)
+    ])
+    return img, lms.astype(np.float32)

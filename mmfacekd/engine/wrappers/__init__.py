@@ -1,0 +1,3 @@
+from .cpu_ddp import FaceDistributedDataParallel
+
+__all__ = ['FaceDistributedDataParallel']

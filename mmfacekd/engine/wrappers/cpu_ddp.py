@@ -1,0 +1,24 @@
+"""DistributedDataParallel wrapper that also works for CPU (gloo) training."""
+from typing import Any, Optional
+
+from mmengine.model import MMDistributedDataParallel
+
+from mmfacekd.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class FaceDistributedDataParallel(MMDistributedDataParallel):
+    """:class:`MMDistributedDataParallel` that drops ``device_ids`` for CPU modules.
+
+    MMEngine 0.10.7 always passes ``device_ids=[LOCAL_RANK]``, which
+    ``torch.nn.parallel.DistributedDataParallel`` rejects for a module on the
+    CPU. On GPU this wrapper behaves exactly like MMEngine's.
+    """
+
+    def __init__(self, module, device_ids: Optional[Any] = None,
+                 **kwargs) -> None:
+        on_cpu = all(p.device.type == 'cpu' for p in module.parameters())
+        if on_cpu:
+            device_ids = None
+            kwargs.pop('output_device', None)
+        super().__init__(module=module, device_ids=device_ids, **kwargs)

@@ -1,0 +1,5 @@
+from .verification import (VerificationMetric, contiguous_folds, tar_at_far,
+                           verification_accuracy)
+
+__all__ = ['VerificationMetric', 'verification_accuracy', 'tar_at_far',
+           'contiguous_folds']

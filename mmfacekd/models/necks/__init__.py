@@ -1,0 +1,3 @@
+from .embedding_neck import EmbeddingNeck
+
+__all__ = ['EmbeddingNeck']

@@ -1,0 +1,6 @@
+from .checkpoint_safety import register_safe_globals, safe_globals
+from .dist_env import init_cpu_dist_if_needed
+from .setup_env import register_all_modules
+
+__all__ = ['register_safe_globals', 'safe_globals', 'register_all_modules',
+           'init_cpu_dist_if_needed']
