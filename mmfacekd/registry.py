@@ -56,6 +56,6 @@ PARAM_SCHEDULERS = Registry(
     'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS,
     locations=['mmfacekd.engine'])
 VISUALIZERS = Registry(
-    'visualizer', parent=MMENGINE_VISUALIZERS, locations=['mmfacekd.visualization'])
+    'visualizer', parent=MMENGINE_VISUALIZERS, locations=['mmfacekd.engine'])
 VISBACKENDS = Registry(
-    'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['mmfacekd.visualization'])
+    'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['mmfacekd.engine'])

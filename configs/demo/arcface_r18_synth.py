@@ -1,0 +1,10 @@
+# Demo teacher: a narrow IResNet-18 (base width 16) + ArcFace on the synthetic
+# set, sized for 2 CPU cores. `make demo` trains it.
+_base_ = [
+    '../_base_/models/iresnet18.py', '../_base_/datasets/synthetic.py',
+    '../_base_/schedules/cpu_demo.py', '../_base_/default_runtime.py'
+]
+model = dict(
+    backbone=dict(base_channels=16, num_features=128),
+    head=dict(num_classes=300, in_channels=128, s=32.0, m=0.3))
+default_hooks = dict(logger=dict(interval=20))
