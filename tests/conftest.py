@@ -14,3 +14,49 @@ def _register_modules():
     torch.set_num_threads(2)
     from mmfacekd.utils import register_all_modules
     register_all_modules(init_default_scope=True)
+
+
+TINY_IDS = 12
+
+
+@pytest.fixture(scope='session')
+def tiny_synth(tmp_path_factory):
+    """A tiny synthetic set in the real formats (RecordIO + .bin)."""
+    from mmfacekd.datasets.synthetic.synthetic_set import (
+        PairSetSpec, make_synthetic_faces)
+    out = str(tmp_path_factory.mktemp('synthetic'))
+    make_synthetic_faces(
+        out, num_ids=TINY_IDS, min_imgs=4, max_imgs=6,
+        pair_sets=(PairSetSpec('synth_lfw', 40, 0.8),
+                   PairSetSpec('synth_cfp', 30, 1.2)),
+        val_ids=10, seed=1)
+    return out
+
+
+def tiny_config(config: str, data_root: str, work_dir: str, epochs: int = 1,
+                flip: bool = True, **overrides):
+    """Load a demo config and shrink it to the tiny synthetic set."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(os.path.join(ROOT, config))
+    cfg.work_dir = work_dir
+    cfg.train_dataloader.dataset.data_root = data_root
+    cfg.train_dataloader.batch_size = 8
+    cfg.train_dataloader.num_workers = 0
+    cfg.train_dataloader.persistent_workers = False
+    if not flip:
+        cfg.train_dataloader.dataset.pipeline = [
+            t for t in cfg.train_dataloader.dataset.pipeline
+            if 'RandomFlip' not in t['type']]
+    for loader in ('val_dataloader', 'test_dataloader'):
+        dl = cfg[loader]
+        dl.num_workers = 0
+        dl.persistent_workers = False
+        dl.batch_size = 16
+        dl.dataset.datasets = [
+            dict(d, data_root=data_root) for d in dl.dataset.datasets
+            if d['ann_file'] in ('synth_lfw.bin', 'synth_cfp.bin')]
+    cfg.train_cfg.max_epochs = epochs
+    cfg.train_cfg.val_interval = epochs
+    cfg.default_hooks.logger.interval = 1
+    cfg.merge_from_dict(overrides)
+    return cfg

@@ -17,7 +17,7 @@ env_cfg = dict(
 
 # Works on GPUs (as MMDistributedDataParallel) and on CPU with gloo.
 model_wrapper_cfg = dict(
-    type='FaceDistributedDataParallel',
+    type='mmfacekd.FaceDistributedDataParallel',  # scoped: looked up in MMEngine's root registry
     broadcast_buffers=False,
     find_unused_parameters=False)
 

@@ -1,3 +1,4 @@
-"""Importing this package registers hooks and model wrappers."""
+"""Importing this package registers hooks, optimizer constructors, wrappers."""
 from .hooks import *  # noqa: F401,F403
+from .optimizers import *  # noqa: F401,F403
 from .wrappers import *  # noqa: F401,F403

@@ -7,6 +7,15 @@ its ``HistoryBuffer`` log state, numpy scalars/arrays and a few builtins in
 ``weights_only=False`` (arbitrary code execution from an untrusted file), we
 allow-list exactly the types MMEngine writes, so ``--resume`` and
 ``load_from`` work while foreign pickled objects are still rejected.
+
+One MMEngine type needs more than an allow-list: ``HistoryBuffer`` pickles
+its statistics functions (``getattr(HistoryBuffer, 'min')``), and allowing
+``getattr`` would let a crafted file reach any attribute — i.e. run code.
+We therefore make ``HistoryBuffer`` pickle without those functions (its
+``__setstate__`` restores the defaults), so checkpoints written with
+mmfacekd imported load with ``weights_only=True``. Checkpoints written by
+plain MMEngine still contain ``getattr`` and are refused; re-save them (or
+load them with ``weights_only=False`` only if you trust their origin).
 """
 from typing import List
 
@@ -36,9 +45,18 @@ def safe_globals() -> List[object]:
     return [HistoryBuffer, *_numpy_safe_types()]
 
 
+def _history_buffer_getstate(self) -> dict:
+    """Pickle a HistoryBuffer without its (class-level) statistics functions."""
+    state = dict(self.__dict__)
+    state.pop('statistics_methods', None)
+    return state
+
+
 def register_safe_globals() -> None:
     """Allow-list MMEngine's checkpoint types for ``torch.load``.
 
     Idempotent; called when :mod:`mmfacekd` is imported.
     """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    HistoryBuffer.__getstate__ = _history_buffer_getstate
     torch.serialization.add_safe_globals(safe_globals())

@@ -28,4 +28,7 @@ def init_cpu_dist_if_needed(launcher: str, timeout_s: int = 1800) -> bool:
         backend='gloo', init_method='env://',
         timeout=datetime.timedelta(seconds=timeout_s))
     os.environ.setdefault('LOCAL_RANK', str(dist.get_rank()))
+    print(f'mmfacekd: no GPU, created a gloo process group '
+          f'(rank {dist.get_rank()} of world size {dist.get_world_size()})',
+          flush=True)
     return True

@@ -1,1 +1,3 @@
-__all__ = []
+from .distill_warmup_hook import DistillWarmupHook
+
+__all__ = ['DistillWarmupHook']

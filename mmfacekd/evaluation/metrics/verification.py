@@ -84,6 +84,11 @@ def tar_at_far(emb1: np.ndarray, emb2: np.ndarray, issame: np.ndarray,
     return float(np.mean(vals))
 
 
+def _to_numpy(x) -> np.ndarray:
+    return np.asarray(x.numpy() if hasattr(x, 'numpy') else x,
+                      dtype=np.float32)
+
+
 @METRICS.register_module()
 class VerificationMetric(BaseMetric):
     """Verification accuracy of one or more pair sets in a single val loop.
@@ -114,14 +119,18 @@ class VerificationMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for ds in data_samples:
-            get = ds.get if isinstance(ds, dict) else ds.get
-            emb = get('pred_embedding')
-            self.results.append(dict(
+            get = ds.get
+            result = dict(
                 set_name=get('set_name'), sample_idx=int(get('sample_idx')),
                 pair_label=bool(get('pair_label')),
-                embedding=np.asarray(emb.numpy() if hasattr(emb, 'numpy')
-                                     else emb, dtype=np.float32),
-                xnorm=float(get('xnorm'))))
+                embedding=_to_numpy(get('pred_embedding')),
+                xnorm=float(get('xnorm')))
+            if get('teacher_embedding', None) is not None:
+                # a distiller evaluating its teacher too (eval_teacher=True)
+                result['teacher_embedding'] = _to_numpy(
+                    get('teacher_embedding'))
+                result['teacher_xnorm'] = float(get('teacher_xnorm'))
+            self.results.append(result)
 
     @staticmethod
     def group_by_set(results: List[dict]) -> Dict[str, List[dict]]:
@@ -130,7 +139,9 @@ class VerificationMetric(BaseMetric):
             groups[r['set_name']].append(r)
         return groups
 
-    def evaluate_set(self, name: str, items: List[dict]) -> Dict[str, float]:
+    def evaluate_set(self, name: str, items: List[dict],
+                     emb_key: str = 'embedding', xnorm_key: str = 'xnorm',
+                     prefix: str = '') -> Dict[str, float]:
         items = sorted(items, key=lambda r: r['sample_idx'])
         idx = [r['sample_idx'] for r in items]
         if idx != list(range(len(items))) or len(items) % 2:
@@ -138,20 +149,21 @@ class VerificationMetric(BaseMetric):
                 f'Verification set {name!r}: got image indices that are not '
                 f'exactly 0..2P-1 ({len(items)} results); every image of a '
                 'pair must be evaluated once.')
-        emb = np.stack([r['embedding'] for r in items])
+        emb = np.stack([r[emb_key] for r in items])
         emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
         issame = np.array([r['pair_label'] for r in items[0::2]])
         accs, thr = verification_accuracy(emb[0::2], emb[1::2], issame,
                                           self.n_folds)
         tar = tar_at_far(emb[0::2], emb[1::2], issame, self.far_target,
                          self.n_folds)
+        key = f'{prefix}{name}'
         return {
-            f'{name}/accuracy': float(accs.mean() * 100),
-            f'{name}/accuracy_std': float(accs.std() * 100),
-            f'{name}/best_threshold': thr,
-            f'{name}/tar@far{self.far_target:.0e}'.replace('e-0', 'e-'):
+            f'{key}/accuracy': float(accs.mean() * 100),
+            f'{key}/accuracy_std': float(accs.std() * 100),
+            f'{key}/best_threshold': thr,
+            f'{key}/tar@far{self.far_target:.0e}'.replace('e-0', 'e-'):
             tar * 100,
-            f'{name}/xnorm': float(np.mean([r['xnorm'] for r in items])),
+            f'{key}/xnorm': float(np.mean([r[xnorm_key] for r in items])),
         }
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
@@ -159,6 +171,10 @@ class VerificationMetric(BaseMetric):
         groups = self.group_by_set(results)
         for name in sorted(groups):
             metrics.update(self.evaluate_set(name, groups[name]))
+            if all('teacher_embedding' in r for r in groups[name]):
+                metrics.update(self.evaluate_set(
+                    name, groups[name], 'teacher_embedding', 'teacher_xnorm',
+                    prefix='teacher/'))
         if groups:
             metrics['mean/accuracy'] = float(np.mean(
                 [metrics[f'{n}/accuracy'] for n in groups]))

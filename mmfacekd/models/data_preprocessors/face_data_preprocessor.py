@@ -1,6 +1,7 @@
 """Data preprocessor for aligned face crops."""
 from typing import Optional
 
+import torch.nn.functional as F
 from mmengine.model import ImgDataPreprocessor
 
 from mmfacekd.registry import MODELS
@@ -24,15 +25,29 @@ class FaceDataPreprocessor(ImgDataPreprocessor):
         bgr_to_rgb (bool): Swap channels. Defaults to False.
         non_blocking (bool): Non-blocking host-to-device copies.
             Defaults to False.
+        resize_to (int, optional): Resize the normalized batch to
+            ``resize_to x resize_to`` (area interpolation). Used by the CPU
+            demo configs to train at 64x64; leave None for the standard
+            112x112 protocol. Defaults to None.
     """
 
     def __init__(self,
                  mean: float = 127.5,
                  std: float = 128.0,
                  bgr_to_rgb: bool = False,
-                 non_blocking: Optional[bool] = False) -> None:
+                 non_blocking: Optional[bool] = False,
+                 resize_to: Optional[int] = None) -> None:
         super().__init__(
             mean=[mean] * 3,
             std=[std] * 3,
             bgr_to_rgb=bgr_to_rgb,
             non_blocking=non_blocking)
+        self.resize_to = resize_to
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = super().forward(data, training)
+        if self.resize_to is not None:
+            data['inputs'] = F.interpolate(
+                data['inputs'], size=(self.resize_to, self.resize_to),
+                mode='area')
+        return data

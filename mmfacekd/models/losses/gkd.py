@@ -97,7 +97,7 @@ def softmax_stats(logits: Tensor,
 _SORT_LIMIT = 2048  # rows at most this wide are simply sorted
 _HEAD = 64  # exact top-k head that resolves peaked rows
 _SAMPLE = 2048  # strided column sample used to place the band
-_Z_SCORE = 5.0  # band half-width in standard errors of the estimate
+_Z_SCORE = 4.0  # band half-width in standard errors of the estimate
 _MAX_DEPTH = 6
 
 
@@ -180,7 +180,7 @@ def _descending_window(values: Tensor,
         sub_w = None if weights is None else weights.index_select(0, rows)
         sub_s = None if scratch is None else scratch[:rows.numel()]
     band = _band_window(sub_v, sub_w, need[rows], total[rows], hv[rows, -1],
-                        hc[rows, -1], sub_s, depth)
+                        sub_s, depth)
     width = max(hv.size(1), band.values.size(1))
     out_v = _pad_right(hv, width, float('-inf'))
     out_i = _pad_right(hi, width, 0)
@@ -195,55 +195,61 @@ def _descending_window(values: Tensor,
 
 def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
                      total: Tensor, v_head: Tensor,
-                     c_head: Tensor) -> Tuple[Tensor, Tensor]:
-    """Estimate a value band ``[lo, hi]`` containing the crossing from a
-    strided column sample (ratio estimator of the remaining weight).
+                     z_score: float) -> Tuple[Tensor, Tensor]:
+    """Estimate a value band ``[lo, hi]`` that contains the crossing.
 
-    Elements ``> hi`` are "above"; the band is ``lo <= x <= hi``.
+    A strided column sample estimates the weight *below* a value (its target,
+    ``total - need``, is exact and the estimate's variance only involves the
+    small weights below the crossing). Elements ``> hi`` are "above"; the
+    band is ``lo <= x <= hi``. ``z_score`` sets the safety margin.
     """
     _, n = values.shape
     stride = max(n // _SAMPLE, 1)
     sv = values[:, ::stride]
     sw = _gather_weights(weights, None, sv) if weights is None \
         else weights[:, ::stride]
-    keep = sv < v_head.unsqueeze(1)  # the head is known exactly
+    keep = (sv < v_head.unsqueeze(1)) & torch.isfinite(sv)
     sw = sw * keep
     sv = sv.masked_fill(~keep, float('-inf'))
     sv, order = sv.sort(dim=1, descending=True)
     sw = sw.gather(1, order)
-    cs = sw.cumsum(dim=1)
-    cs2 = (sw * sw).cumsum(dim=1)
-    tot_s = cs[:, -1]
-    # f = fraction of the weight below the head that lies above a value.
-    f_star = ((need - c_head) / (total - c_head)).clamp(0., 1.)
-    f_hat = cs / tot_s.unsqueeze(1)
+    n_keep = keep.sum(dim=1).clamp(min=1).to(sw.dtype)
+    # Sums of the sample weights strictly below each sorted position.
+    below = sw.flip(1).cumsum(1).flip(1) - sw
+    below2 = (sw * sw).flip(1).cumsum(1).flip(1) - sw * sw
+    target = total - need  # exact weight below the crossing (up to 1 elem)
+    est = stride * below
     n_s = sv.size(1)
-    p_star = (f_hat < f_star.unsqueeze(1)).sum(dim=1).clamp(max=n_s - 1)
-    a2 = cs2.gather(1, p_star.unsqueeze(1)).squeeze(1)
-    var = ((1 - f_star)**2 * a2 + f_star**2 * (cs2[:, -1] - a2)) / tot_s**2
-    delta = _Z_SCORE * var.sqrt() + sw[:, 0] / tot_s + 1.0 / n_s
+    p_star = (est > target.unsqueeze(1)).sum(dim=1).clamp(max=n_s - 1)
+    s1 = below.gather(1, p_star.unsqueeze(1)).squeeze(1)
+    s2 = below2.gather(1, p_star.unsqueeze(1)).squeeze(1)
+    var = (s2 - s1 * s1 / n_keep).clamp(min=0)
+    gran = sw.gather(1, p_star.unsqueeze(1)).squeeze(1)
+    delta = stride * (z_score * var.sqrt() + 2 * gran)
     lowest = torch.finfo(values.dtype).min
-    q_hi = (f_hat <= (f_star - delta).unsqueeze(1)).sum(dim=1) - 1
+    # hi: lowest sample value with estimated weight at-or-below it above
+    # target + delta (so the weight above hi stays below need).
+    incl = est + stride * sw
+    q_hi = (incl >= (target + delta).unsqueeze(1)).sum(dim=1) - 1
     hi = sv.gather(1, q_hi.clamp(min=0).unsqueeze(1)).squeeze(1)
     hi = torch.where((q_hi >= 0) & torch.isfinite(hi), hi, v_head)
-    q_lo = (f_hat < (f_star + delta).unsqueeze(1)).sum(dim=1)
+    # lo: highest sample value with estimated weight strictly below it at
+    # most target - delta (so the weight at-or-above lo reaches need).
+    q_lo = (est > (target - delta).unsqueeze(1)).sum(dim=1)
     lo = sv.gather(1, q_lo.clamp(max=n_s - 1).unsqueeze(1)).squeeze(1)
-    lo_ok = (q_lo < n_s) & torch.isfinite(lo) & (f_star + delta < 1)
+    lo_ok = (q_lo < n_s) & torch.isfinite(lo) & (target - delta > 0)
     lo = torch.where(lo_ok, lo, torch.full_like(lo, lowest))
-    bad = ~(tot_s > 0)
-    hi = torch.where(bad, v_head, hi)
-    lo = torch.where(bad, torch.full_like(lo, lowest), lo)
     return lo, hi
 
 
 def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
-                 total: Tensor, v_head: Tensor, c_head: Tensor,
-                 scratch: Optional[Tensor], depth: int) -> _Window:
+                 total: Tensor, v_head: Tensor, scratch: Optional[Tensor],
+                 depth: int) -> _Window:
     """Rows whose crossing is below the exact head: place a band by
     sampling, verify it with exact masked sums, extract it, recurse."""
     rows_n, n = values.shape
-    lo, hi = _band_thresholds(values, weights, need, total, v_head, c_head)
     lowest = torch.finfo(values.dtype).min
+    lo, hi = _band_thresholds(values, weights, need, total, v_head, _Z_SCORE)
     for attempt in range(3):
         above = values > hi.unsqueeze(1)
         n_above = above.sum(dim=1)
@@ -268,9 +274,15 @@ def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
         fail_lo = c_above + b_mass < need
         if attempt == 2 or not bool((fail_hi | fail_lo).any()):
             break
-        # Widen the band where the estimate missed (always valid bounds).
-        hi = torch.where(fail_hi, v_head, hi)
-        lo = torch.where(fail_lo, torch.full_like(lo, lowest), lo)
+        # Widen the band where the estimate missed: first a 3x wider
+        # margin, then the always-valid bounds.
+        if attempt == 0:
+            lo2, hi2 = _band_thresholds(values, weights, need, total, v_head,
+                                        3 * _Z_SCORE)
+        else:
+            lo2, hi2 = torch.full_like(lo, lowest), v_head
+        hi = torch.where(fail_hi, torch.maximum(hi2, hi), hi)
+        lo = torch.where(fail_lo, torch.minimum(lo2, lo), lo)
     # Pack the ragged band into a padded (R, width) array.
     counts = torch.bincount(r_idx, minlength=rows_n)
     width = max(int(counts.max()), 1)

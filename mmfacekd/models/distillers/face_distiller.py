@@ -1,0 +1,309 @@
+"""FaceDistiller: a frozen teacher FaceRecognizer teaches a student by config."""
+import inspect
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from mmfacekd.registry import MODELS
+from ..heads.margin_head import stack_gt_labels
+from .recorder import build_recorders
+
+NETWORK_OUTPUTS = ('embedding', 'logits', 'margin_logits')
+
+
+def load_teacher_weights(teacher: nn.Module, ckpt_path: str,
+                         revise_keys: Sequence[Tuple[str, str]] = (
+                             (r'^module\.', ''), ),
+                         exclude_prefixes: Sequence[str] = ()) -> None:
+    """Load ``ckpt_path`` into ``teacher`` strictly (safe ``torch.load``).
+
+    Keys are rewritten by ``revise_keys`` (regex, replacement) in order;
+    e.g. ``[(r'^', 'backbone.')]`` maps a raw insightface ``backbone.pth``
+    onto a FaceRecognizer. Keys of the teacher starting with one of
+    ``exclude_prefixes`` (e.g. a head loaded from elsewhere) are not required.
+    Missing or unexpected keys raise an error that names them.
+    """
+    ckpt = _load_checkpoint(ckpt_path, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    revised = {}
+    for k, v in state.items():
+        for pattern, repl in revise_keys:
+            k = re.sub(pattern, repl, k)
+        revised[k] = v
+    expected = {k for k in teacher.state_dict()
+                if not k.startswith(tuple(exclude_prefixes))}
+    missing = sorted(expected - set(revised))
+    unexpected = sorted(set(revised) - set(teacher.state_dict()))
+    if missing or unexpected:
+        raise RuntimeError(
+            f'Teacher checkpoint {ckpt_path} does not match the teacher model '
+            f'(strict load).\n  missing keys ({len(missing)}): {missing[:10]}'
+            f'\n  unexpected keys ({len(unexpected)}): {unexpected[:10]}\n'
+            'Fix the teacher config, or map foreign key names with '
+            "`teacher_revise_keys` (e.g. [(r'^', 'backbone.')] for an "
+            'insightface backbone.pth, with `teacher.head=None` or '
+            '`teacher_head_ckpt`).')
+    teacher.load_state_dict(
+        {k: v for k, v in revised.items() if k in expected}, strict=False)
+
+
+@MODELS.register_module()
+class FaceDistiller(BaseModel):
+    """Distill a frozen teacher :class:`FaceRecognizer` into a student.
+
+    Everything is configuration: which recorded tensors exist, which
+    trainable connectors transform them, which loss reads which tensors.
+
+    Named inputs a loss can read (``inputs=dict(<forward arg>=<name>)``):
+      * ``student.embedding``, ``student.logits`` (s·cos θ),
+        ``student.margin_logits`` (margin applied to the target),
+        ``teacher.embedding``, ``teacher.logits``, ``teacher.margin_logits``
+        (teacher logits need a teacher head: its own or a prototype head);
+      * ``gt_label``;
+      * ``recorder.<name>`` — output of a module of either network;
+      * ``connector.<name>`` — output of a trainable connector.
+    Inputs are checked against each loss's ``forward`` signature when the
+    model is built.
+
+    The teacher is loaded strictly from ``teacher_ckpt``, frozen
+    (``requires_grad_(False)``), kept in eval mode, run under ``no_grad``
+    and left out of the distiller's ``state_dict`` unless ``save_teacher``.
+
+    Loss keys: ``student.loss_cls`` (+ ``student.accuracy``),
+    ``distill.loss_<name>`` and, for losses returning a dict,
+    ``distill.<name>.<stat>`` for each logged statistic.
+
+    Args:
+        student (dict): FaceRecognizer config of the student.
+        teacher (dict): FaceRecognizer config of the teacher.
+        teacher_ckpt (str, optional): Teacher weights (our checkpoint or a
+            foreign one with ``teacher_revise_keys``). None leaves the teacher
+            randomly initialized (tests only; a warning is logged).
+        teacher_revise_keys (list): ``(regex, replacement)`` pairs applied to
+            checkpoint keys. Defaults to ``[(r'^module\\.', '')]``.
+        teacher_head_ckpt (str, optional): Checkpoint of the teacher head
+            alone (``tools/misc/build_prototype_head.py``), for teachers
+            released without a classifier.
+        distill_losses (dict): ``{name: dict(type=..., inputs=dict(...),
+            **loss_kwargs)}``.
+        recorders (dict): ``{name: dict(source='student.backbone.layer3')}``.
+        connectors (dict): ``{name: dict(type=..., input=<named input>,
+            **kwargs)}`` — trainable modules owned by the distiller.
+        student_loss_weight (float): Weight of the student's own loss.
+            Defaults to 1.0.
+        save_teacher (bool): Keep teacher weights in checkpoints.
+            Defaults to False.
+        eval_teacher (bool): Also evaluate the teacher in the first
+            validation (``teacher/<set>/accuracy``). Defaults to False.
+        data_preprocessor (dict, optional): Defaults to FaceDataPreprocessor.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teacher: dict,
+                 teacher_ckpt: Optional[str] = None,
+                 teacher_revise_keys: Sequence = ((r'^module\.', ''), ),
+                 teacher_head_ckpt: Optional[str] = None,
+                 distill_losses: Optional[dict] = None,
+                 recorders: Optional[dict] = None,
+                 connectors: Optional[dict] = None,
+                 student_loss_weight: float = 1.0,
+                 save_teacher: bool = False,
+                 eval_teacher: bool = False,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='FaceDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor.setdefault('type', 'FaceDataPreprocessor')
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.student = MODELS.build(student)
+        self.teacher = MODELS.build(teacher)
+        self.teacher_ckpt = teacher_ckpt
+        if teacher_ckpt is not None:
+            load_teacher_weights(
+                self.teacher, teacher_ckpt, teacher_revise_keys,
+                exclude_prefixes=('head.', ) if teacher_head_ckpt else ())
+        else:
+            MMLogger.get_current_instance().warning(
+                'FaceDistiller: no teacher_ckpt given, the teacher is random.')
+        if teacher_head_ckpt is not None:
+            if self.teacher.head is None:
+                raise ValueError('teacher_head_ckpt needs a `head` in the '
+                                 'teacher config to load into.')
+            load_teacher_weights(self.teacher.head, teacher_head_ckpt, ())
+        self.teacher.requires_grad_(False)
+        self.teacher.eval()
+        self.save_teacher = save_teacher
+        self.eval_teacher = eval_teacher
+        self._teacher_eval_emitted = False
+        self._teacher_eval_done = False
+        self.student_loss_weight = student_loss_weight
+        # scale of all distillation terms, driven by DistillWarmupHook
+        self.distill_weight_scale = 1.0
+
+        self.recorders = build_recorders(
+            dict(student=self.student, teacher=self.teacher), recorders)
+        self.connector_inputs: Dict[str, str] = {}
+        self.connectors = nn.ModuleDict()
+        for name, ccfg in (connectors or {}).items():
+            ccfg = dict(ccfg)
+            self.connector_inputs[name] = ccfg.pop('input')
+            self.connectors[name] = MODELS.build(ccfg)
+        self.loss_inputs: Dict[str, Dict[str, str]] = {}
+        self.distill_losses = nn.ModuleDict()
+        for name, lcfg in (distill_losses or {}).items():
+            lcfg = dict(lcfg)
+            self.loss_inputs[name] = dict(lcfg.pop('inputs', {}))
+            self.distill_losses[name] = MODELS.build(lcfg)
+        self._validate_inputs()
+
+        self._register_state_dict_hook(self._drop_teacher_state)
+        self.register_load_state_dict_post_hook(self._ignore_missing_teacher)
+
+    # ------------------------------------------------------------------ setup
+    def available_inputs(self) -> List[str]:
+        names = [f'student.{o}' for o in NETWORK_OUTPUTS]
+        names += ['teacher.embedding', 'gt_label']
+        if self.teacher.head is not None:
+            names += ['teacher.logits', 'teacher.margin_logits']
+        names += [f'recorder.{n}' for n in self.recorders]
+        names += [f'connector.{n}' for n in self.connector_inputs]
+        return names
+
+    def _validate_inputs(self) -> None:
+        available = self.available_inputs()
+        for name, src in self.connector_inputs.items():
+            if src not in available or src == f'connector.{name}':
+                raise KeyError(f'Connector {name!r} reads unknown input '
+                               f'{src!r}; available: {available}')
+        for name, mapping in self.loss_inputs.items():
+            loss = self.distill_losses[name]
+            params = inspect.signature(loss.forward).parameters
+            required = [p for p, v in params.items()
+                        if v.default is inspect.Parameter.empty
+                        and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+            for arg, src in mapping.items():
+                if arg not in params:
+                    raise KeyError(
+                        f'Distill loss {name!r} ({type(loss).__name__}): '
+                        f'`inputs` names argument {arg!r}, but forward() takes '
+                        f'{list(params)}.')
+                if src not in available:
+                    raise KeyError(
+                        f'Distill loss {name!r}: input {arg}={src!r} is not '
+                        f'available; available inputs: {available}')
+            missing = [p for p in required if p not in mapping]
+            if missing:
+                raise KeyError(
+                    f'Distill loss {name!r} ({type(loss).__name__}): forward() '
+                    f'arguments {missing} have no input; set them in '
+                    f'`inputs=dict(...)` from: {available}')
+
+    @staticmethod
+    def _drop_teacher_state(module, state_dict, prefix, local_metadata):
+        if module.save_teacher:
+            return state_dict
+        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+            del state_dict[key]
+        return state_dict
+
+    @staticmethod
+    def _ignore_missing_teacher(module, incompatible_keys) -> None:
+        missing = incompatible_keys.missing_keys
+        for key in [k for k in missing if k.startswith('teacher.')]:
+            missing.remove(key)
+
+    def init_weights(self) -> None:
+        """Initialize student and connectors; the teacher keeps its weights."""
+        self.student.init_weights()
+        for m in self.connectors.values():
+            if hasattr(m, 'init_weights'):
+                m.init_weights()
+
+    def train(self, mode: bool = True) -> 'FaceDistiller':
+        super().train(mode)
+        self.teacher.eval()
+        if mode and self._teacher_eval_emitted:
+            self._teacher_eval_done = True
+        return self
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, inputs: torch.Tensor,
+                data_samples: Optional[List] = None,
+                mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.student.extract_feat(inputs)
+        raise RuntimeError(f'Invalid mode "{mode}"; use loss, predict or tensor.')
+
+    def _needed(self) -> set:
+        needed = set(self.connector_inputs.values())
+        for mapping in self.loss_inputs.values():
+            needed |= set(mapping.values())
+        return needed
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List) -> Dict[str, torch.Tensor]:
+        gt = stack_gt_labels(data_samples, inputs.device)
+        needed = self._needed()
+        for rec in self.recorders.values():
+            rec.reset()
+        s_emb = self.student.extract_feat(inputs)
+        s_out = self.student.head.get_logits(s_emb, gt)
+        losses = {f'student.{k}': (v * self.student_loss_weight
+                                   if k.startswith('loss') else v)
+                  for k, v in self.student.head.loss_by_logits(s_out, gt).items()}
+        values = {'gt_label': gt, 'student.embedding': s_emb,
+                  'student.logits': s_out['logits'],
+                  'student.margin_logits': s_out['margin_logits']}
+        with torch.no_grad():
+            t_emb = self.teacher.extract_feat(inputs)
+            values['teacher.embedding'] = t_emb
+            if needed & {'teacher.logits', 'teacher.margin_logits'}:
+                t_out = self.teacher.head.get_logits(t_emb, gt)
+                values['teacher.logits'] = t_out['logits']
+                values['teacher.margin_logits'] = t_out['margin_logits']
+        for name, rec in self.recorders.items():
+            values[f'recorder.{name}'] = rec.data
+        for name, conn in self.connectors.items():
+            values[f'connector.{name}'] = conn(values[self.connector_inputs[name]])
+
+        scale = self.distill_weight_scale
+        for name, loss_mod in self.distill_losses.items():
+            kwargs = {arg: values[src]
+                      for arg, src in self.loss_inputs[name].items()}
+            out = loss_mod(**kwargs)
+            if isinstance(out, dict):
+                out = dict(out)
+                losses[f'distill.loss_{name}'] = scale * out.pop('loss')
+                for k, v in out.items():
+                    losses[f'distill.{name}.{k}'] = v.detach()
+            else:
+                losses[f'distill.loss_{name}'] = scale * out
+        if self.distill_losses:
+            losses['distill.weight_scale'] = inputs.new_tensor(scale)
+        return losses
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor,
+                data_samples: Optional[List] = None) -> List:
+        samples = self.student.predict(inputs, data_samples)
+        if self.eval_teacher and not self._teacher_eval_done:
+            t_emb, t_norm = self.teacher.embed(inputs)
+            for ds, e, n in zip(samples, t_emb, t_norm):
+                ds.set_field(e.float().cpu(), 'teacher_embedding',
+                             field_type='data')
+                ds.set_field(n.float().cpu(), 'teacher_xnorm',
+                             field_type='data')
+            self._teacher_eval_emitted = True
+        return samples
