@@ -1,5 +1,6 @@
 """Importing this package registers every model component."""
 from .backbones import *  # noqa: F401,F403
+from .connectors import *  # noqa: F401,F403
 from .data_preprocessors import *  # noqa: F401,F403
 from .distillers import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 import time
@@ -20,10 +21,14 @@ DATA = osp.join(ROOT, 'data', 'synthetic')
 WORK = osp.join(ROOT, 'work_dirs', 'demo')
 SETS = ['synth_lfw', 'synth_cfp', 'synth_agedb']
 
-# (row name, config); teachers first: distillers read their checkpoints.
+# (row name, config, where to publish the final checkpoint); the teacher
+# comes first: the distillers load it from checkpoints/demo/.
+TEACHER_CKPT = osp.join('checkpoints', 'demo', 'arcface_r18_synth.pth')
 STAGES = [
-    ('teacher IR18-w16', 'configs/demo/arcface_r18_synth.py'),
-    ('student MBF-slim', 'configs/demo/arcface_mbf_synth.py'),
+    ('teacher IR18-w16', 'configs/demo/arcface_r18_synth.py', TEACHER_CKPT),
+    ('student MBF-slim', 'configs/demo/arcface_mbf_synth.py', None),
+    ('KD (T=4)', 'configs/demo/kd_r18_mbf_synth.py', None),
+    ('GKD (tau=0.93)', 'configs/demo/gkd_r18_mbf_synth.py', None),
 ]
 
 
@@ -70,7 +75,7 @@ def main() -> None:
             osp.join(WORK, 'make_synthetic_faces.log'))
         timings['generate data'] = time.time() - t0
     rows = []
-    for name, config in STAGES:
+    for name, config, publish in STAGES:
         stem = osp.splitext(osp.basename(config))[0]
         work_dir = osp.join(WORK, stem)
         os.makedirs(work_dir, exist_ok=True)
@@ -81,6 +86,9 @@ def main() -> None:
                  '--no-validate'], osp.join(work_dir, 'train.log'))
             ckpt = last_checkpoint(work_dir)
         t1 = time.time()
+        if publish:
+            os.makedirs(osp.dirname(osp.join(ROOT, publish)), exist_ok=True)
+            shutil.copyfile(ckpt, osp.join(ROOT, publish))
         out = osp.join(work_dir, 'eval.json')
         run([py, 'tools/test.py', config, ckpt, '--work-dir', work_dir,
              '--out', out], osp.join(work_dir, 'test.log'))

@@ -4,6 +4,8 @@
 # in EKD's 10/18/22 → 26).
 optim_wrapper = dict(
     type='OptimWrapper',
+    # only parameters that require grad (a frozen teacher stays out)
+    constructor='TrainableParamsOptimWrapperConstructor',
     optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,

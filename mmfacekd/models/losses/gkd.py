@@ -423,7 +423,7 @@ def select_batch_k(ranking_logits: Tensor,
             mass = torch.softmax(ranking_logits.detach(), dim=1).sum(dim=0)
         cum = mass.sort(descending=True)[0].cumsum(0)
         grid = torch.arange(1, num_classes, step, device=cum.device)
-        hit = (cum[grid - 1] >= tau * rows_n).nonzero()
+        hit = (cum[grid] >= tau * rows_n).nonzero()
         return int(grid[hit[0, 0]]) if hit.numel() else num_classes
 
 

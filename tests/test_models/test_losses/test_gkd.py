@@ -363,10 +363,12 @@ def test_force_target_puts_gt_in_primary_group_keeping_its_size():
     assert torch.equal(plain.sum(1), k) and torch.equal(forced.sum(1), k)
     assert forced[torch.arange(8), labels].all()
     assert torch.equal(forced[0], plain[0])
+    assert not plain[1:][torch.arange(7), labels[1:]].all()
     for i in range(1, 8):
         expected = plain[i].clone()
-        expected[order[i, k[i] - 1]] = False  # the k-th ranked class leaves
-        expected[labels[i]] = True
+        if not expected[labels[i]]:
+            expected[order[i, k[i] - 1]] = False  # the k-th ranked leaves
+            expected[labels[i]] = True
         assert torch.equal(forced[i], expected)
     with pytest.raises(ValueError):
         GKDLoss(force_target=True)(student, teacher)
@@ -397,14 +399,14 @@ def test_no_nan_or_inf_for_s64_logits(tau):
                 out['loss'].backward()
                 assert all(torch.isfinite(v) for v in out.values())
                 assert torch.isfinite(s32.grad).all()
-                # float32 result agrees with the float64 computation
-                s64 = student.double().requires_grad_(True)
-                out64 = loss(s64, teacher.double(), labels)
-                out64['loss'].backward()
-                assert out['loss'].item() == pytest.approx(
-                    out64['loss'].item(), rel=1e-4, abs=1e-4)
-                assert torch.allclose(s32.grad.double(), s64.grad,
-                                      atol=1e-5)
+    # float32 agrees with float64 on the same groups (one-hot rows have
+    # ties, so the groups themselves are compared elsewhere).
+    for student, teacher in cases:
+        mask = GKDLoss(tau=tau).primary_mask(student, teacher)
+        t32 = grouped_kl_terms(student, teacher, mask, 1.0)
+        t64 = grouped_kl_terms(student.double(), teacher.double(), mask, 1.0)
+        for a, b in zip(t32, t64):
+            assert torch.allclose(a.double(), b, rtol=1e-4, atol=1e-4)
 
 
 def test_underflowing_groups_are_exact():
@@ -443,9 +445,9 @@ def test_output_dict_and_build():
         if key != 'loss':
             assert 'loss' not in key
             assert not value.requires_grad and value.dim() == 0
-    out['loss'].backward()
-    with pytest.raises(RuntimeError):
-        out['loss'].backward()  # the fused backward consumes its buffers
+    out['loss'].backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='consumes its buffers'):
+        out['loss'].backward()
     for bad in (dict(tau=0.), dict(tau=1.5), dict(lambda1='x'),
                 dict(k_mode='x'), dict(rank_by='x'), dict(temperature=0)):
         with pytest.raises(ValueError):
@@ -456,10 +458,13 @@ def test_low_precision_inputs():
     gen = torch.Generator().manual_seed(11)
     student = torch.randn(4, 300, generator=gen) * 10
     teacher = torch.randn(4, 300, generator=gen) * 10
-    ref = GKDLoss()(student, teacher)['loss']
-    s16 = student.bfloat16().requires_grad_(True)
-    out = GKDLoss()(s16, teacher.bfloat16())['loss']
+    s16, t16 = student.bfloat16(), teacher.bfloat16()
+    s32 = s16.float().requires_grad_(True)
+    ref = GKDLoss()(s32, t16.float())['loss']  # computed in float32
+    ref.backward()
+    s16.requires_grad_(True)
+    out = GKDLoss()(s16, t16)['loss']
     out.backward()
     assert s16.grad.dtype == torch.bfloat16
-    assert torch.isfinite(out)
-    assert out.item() == pytest.approx(ref.item(), rel=0.05)
+    assert out.item() == pytest.approx(ref.item(), rel=1e-6)
+    assert torch.allclose(s16.grad.float(), s32.grad, rtol=1e-2, atol=1e-4)

@@ -1,0 +1,3 @@
+from .projection import ProjectionConnector
+
+__all__ = ['ProjectionConnector']

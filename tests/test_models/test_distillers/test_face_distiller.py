@@ -1,0 +1,198 @@
+"""FaceDistiller wiring: frozen teacher, strict loading, input validation,
+recorders, loss namespacing, state dict and optimizer contents."""
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.structures import DataSample
+
+from mmfacekd.registry import MODELS
+
+NUM_CLASSES = 6
+
+
+def recognizer(depth_or_mbf='r18'):
+    if depth_or_mbf == 'r18':
+        backbone = dict(type='IResNet', depth=18, base_channels=8,
+                        input_size=32, num_features=16)
+    else:
+        backbone = dict(type='MobileFaceNet', input_size=32, num_features=16,
+                        blocks=(1, 1, 1, 1), scale=1,
+                        expansion=(16, 32, 64), conv_sep_channels=32)
+    return dict(type='FaceRecognizer', backbone=backbone,
+                head=dict(type='ArcFaceHead', num_classes=NUM_CLASSES,
+                          in_channels=16, s=16.0, m=0.2))
+
+
+@pytest.fixture
+def teacher_ckpt(tmp_path):
+    torch.manual_seed(0)
+    teacher = MODELS.build(recognizer('r18'))
+    path = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=teacher.state_dict()), path)
+    return str(path), teacher
+
+
+def distiller(ckpt, **kwargs):
+    cfg = dict(
+        type='FaceDistiller', student=recognizer('mbf'),
+        teacher=recognizer('r18'), teacher_ckpt=ckpt,
+        distill_losses=dict(
+            kd=dict(type='KDLoss', temperature=4.0,
+                    inputs=dict(student_logits='student.logits',
+                                teacher_logits='teacher.logits'))))
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def batch(n=4):
+    x = torch.randn(n, 3, 32, 32)
+    samples = [DataSample().set_gt_label(i % NUM_CLASSES) for i in range(n)]
+    return x, samples
+
+
+def test_teacher_loaded_frozen_eval_and_excluded(teacher_ckpt):
+    path, ref_teacher = teacher_ckpt
+    model = distiller(path)
+    for k, v in ref_teacher.state_dict().items():
+        assert torch.equal(model.teacher.state_dict()[k], v)
+    model.train()
+    assert not model.teacher.training and model.student.training
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    x, samples = batch()
+    losses = model.loss(x, samples)
+    assert {'student.loss_cls', 'student.accuracy', 'distill.loss_kd'} <= \
+        set(losses)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert any(p.grad is not None for p in model.student.parameters())
+    # BN running stats of the teacher do not move (eval mode)
+    assert torch.equal(model.teacher.backbone.bn1.running_mean,
+                       ref_teacher.backbone.bn1.running_mean)
+    # not in the checkpoint, and a fresh distiller loads it strictly
+    state = model.state_dict()
+    assert not any(k.startswith('teacher.') for k in state)
+    assert any(k.startswith('student.') for k in state)
+    distiller(path).load_state_dict(state, strict=True)
+    # not in the optimizer
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', constructor='TrainableParamsOptimWrapperConstructor',
+        optimizer=dict(type='SGD', lr=0.1)))
+    in_opt = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
+    assert not in_opt & {id(p) for p in model.teacher.parameters()}
+    assert {id(p) for p in model.student.parameters() if p.requires_grad} <= in_opt
+
+
+def test_kd_value_uses_teacher_logits(teacher_ckpt):
+    path, ref_teacher = teacher_ckpt
+    model = distiller(path).eval()  # eval: deterministic BN for the student
+    x, samples = batch()
+    gt = torch.tensor([s.gt_label.item() for s in samples])
+    losses = model.loss(x, samples)
+    with torch.no_grad():
+        t = ref_teacher.eval().head.get_logits(
+            ref_teacher.extract_feat(x))['logits']
+        s = model.student.head.get_logits(model.student.extract_feat(x))['logits']
+    expected = nn.functional.kl_div(
+        torch.log_softmax(s / 4, 1), torch.softmax(t / 4, 1),
+        reduction='batchmean') * 16
+    assert torch.allclose(losses['distill.loss_kd'], expected, rtol=1e-4)
+
+
+def test_strict_load_errors_and_revise_keys(teacher_ckpt, tmp_path):
+    path, ref_teacher = teacher_ckpt
+    state = ref_teacher.state_dict()
+    partial = {k: v for k, v in state.items() if not k.startswith('head.')}
+    torch.save(partial, tmp_path / 'nohead.pth')
+    with pytest.raises(RuntimeError, match=r"missing keys \(1\): \['head.weight'\]"):
+        distiller(str(tmp_path / 'nohead.pth'))
+    # a raw insightface-style backbone.pth: no prefix, no head
+    raw = {k[len('backbone.'):]: v for k, v in state.items()
+           if k.startswith('backbone.')}
+    torch.save(raw, tmp_path / 'backbone.pth')
+    with pytest.raises(RuntimeError, match='unexpected keys'):
+        distiller(str(tmp_path / 'backbone.pth'), distill_losses=dict())
+    teacher_cfg = recognizer('r18')
+    teacher_cfg['head'] = None
+    model = distiller(str(tmp_path / 'backbone.pth'), teacher=teacher_cfg,
+                      teacher_revise_keys=[(r'^', 'backbone.')],
+                      distill_losses=dict(fit=dict(
+                          type='KDLoss',
+                          inputs=dict(student_logits='student.embedding',
+                                      teacher_logits='teacher.embedding'))))
+    assert torch.equal(model.teacher.backbone.fc.weight,
+                       ref_teacher.backbone.fc.weight)
+
+
+def test_input_validation_lists_available(teacher_ckpt):
+    path, _ = teacher_ckpt
+    with pytest.raises(KeyError, match="not available; available inputs: "
+                       r"\['student.embedding'"):
+        distiller(path, distill_losses=dict(kd=dict(
+            type='KDLoss', inputs=dict(student_logits='student.logitz',
+                                       teacher_logits='teacher.logits'))))
+    with pytest.raises(KeyError, match=r"arguments \['teacher_logits'\] have no input"):
+        distiller(path, distill_losses=dict(kd=dict(
+            type='KDLoss', inputs=dict(student_logits='student.logits'))))
+    with pytest.raises(KeyError, match="names argument 'logits'"):
+        distiller(path, distill_losses=dict(kd=dict(
+            type='KDLoss', inputs=dict(logits='student.logits',
+                                       teacher_logits='teacher.logits'))))
+    teacher_cfg = recognizer('r18')
+    teacher_cfg['head'] = None
+    with pytest.raises(KeyError, match='teacher.logits'):
+        MODELS.build(dict(
+            type='FaceDistiller', student=recognizer('mbf'),
+            teacher=teacher_cfg, distill_losses=dict(kd=dict(
+                type='KDLoss', inputs=dict(student_logits='student.logits',
+                                           teacher_logits='teacher.logits')))))
+
+
+def test_recorder_survives_inplace_residual(teacher_ckpt):
+    path, ref_teacher = teacher_ckpt
+    model = distiller(path, recorders=dict(
+        t_bn3=dict(source='teacher.backbone.layer1.0.bn3'),
+        s_stage=dict(source='student.backbone.layers.3')))
+    x, samples = batch()
+    model.loss(x, samples)
+    recorded = model.recorders['t_bn3'].data
+    # recompute bn3's output of the first block by hand: it must not include
+    # the residual that IBasicBlock adds in place afterwards
+    bb = ref_teacher.eval().backbone
+    with torch.no_grad():
+        h = bb.prelu(bb.bn1(bb.conv1(x)))
+        blk = bb.layer1[0]
+        expected = blk.bn3(blk.conv2(blk.prelu(blk.bn2(blk.conv1(blk.bn1(h))))))
+    assert torch.allclose(recorded, expected, atol=1e-5)
+    assert model.recorders['s_stage'].data.requires_grad
+    with pytest.raises(KeyError, match='no module named'):
+        distiller(path, recorders=dict(bad=dict(source='student.backbone.nope')))
+
+
+def test_predict_student_and_teacher_once(teacher_ckpt):
+    path, _ = teacher_ckpt
+    model = distiller(path, eval_teacher=True).eval()
+    x, samples = batch()
+    out = model.predict(x, samples)
+    assert out[0].pred_embedding.shape == (16, )
+    assert 'teacher_embedding' in out[0]
+    model.train()
+    model.eval()
+    out = model.predict(x, [DataSample() for _ in range(4)])
+    assert 'teacher_embedding' not in out[0]
+
+
+def test_connector_is_trainable_and_saved(teacher_ckpt):
+    path, _ = teacher_ckpt
+    model = distiller(
+        path, recorders=dict(s4=dict(source='student.backbone.layers.4')),
+        connectors=dict(proj=dict(type='ProjectionConnector', in_channels=32,
+                                  out_channels=64, spatial=True,
+                                  input='recorder.s4')),
+        distill_losses=dict(kd=dict(
+            type='KDLoss', inputs=dict(student_logits='student.logits',
+                                       teacher_logits='teacher.logits'))))
+    x, samples = batch()
+    model.loss(x, samples)
+    assert any(k.startswith('connectors.proj.') for k in model.state_dict())
+    assert all(p.requires_grad for p in model.connectors.parameters())
