@@ -186,7 +186,7 @@ def test_connector_is_trainable_and_saved(teacher_ckpt):
     path, _ = teacher_ckpt
     model = distiller(
         path, recorders=dict(s4=dict(source='student.backbone.layers.4')),
-        connectors=dict(proj=dict(type='ProjectionConnector', in_channels=32,
+        connectors=dict(proj=dict(type='ProjectionConnector', in_channels=128,
                                   out_channels=64, spatial=True,
                                   input='recorder.s4')),
         distill_losses=dict(kd=dict(
