@@ -1,5 +1,6 @@
-from .face_distiller import FaceDistiller, load_teacher_weights
+from .face_distiller import (FaceDistiller, load_state_dict_strict,
+                             load_teacher_weights, revise_state_dict)
 from .recorder import ModuleOutputRecorder, build_recorders
 
-__all__ = ['FaceDistiller', 'load_teacher_weights', 'ModuleOutputRecorder',
-           'build_recorders']
+__all__ = ['FaceDistiller', 'load_teacher_weights', 'load_state_dict_strict',
+           'revise_state_dict', 'ModuleOutputRecorder', 'build_recorders']

@@ -16,40 +16,55 @@ from .recorder import build_recorders
 NETWORK_OUTPUTS = ('embedding', 'logits', 'margin_logits')
 
 
-def load_teacher_weights(teacher: nn.Module, ckpt_path: str,
-                         revise_keys: Sequence[Tuple[str, str]] = (
-                             (r'^module\.', ''), ),
-                         exclude_prefixes: Sequence[str] = ()) -> None:
-    """Load ``ckpt_path`` into ``teacher`` strictly (safe ``torch.load``).
-
-    Keys are rewritten by ``revise_keys`` (regex, replacement) in order;
-    e.g. ``[(r'^', 'backbone.')]`` maps a raw insightface ``backbone.pth``
-    onto a FaceRecognizer. Keys of the teacher starting with one of
-    ``exclude_prefixes`` (e.g. a head loaded from elsewhere) are not required.
-    Missing or unexpected keys raise an error that names them.
-    """
-    ckpt = _load_checkpoint(ckpt_path, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+def revise_state_dict(state: dict, revise_keys: Sequence[Tuple[str, str]]
+                      ) -> Dict[str, torch.Tensor]:
+    """Rewrite checkpoint keys by ``(regex, replacement)`` pairs, in order."""
     revised = {}
     for k, v in state.items():
         for pattern, repl in revise_keys:
             k = re.sub(pattern, repl, k)
         revised[k] = v
-    expected = {k for k in teacher.state_dict()
-                if not k.startswith(tuple(exclude_prefixes))}
-    missing = sorted(expected - set(revised))
-    unexpected = sorted(set(revised) - set(teacher.state_dict()))
+    return revised
+
+
+def load_state_dict_strict(module: nn.Module, state: Dict[str, torch.Tensor],
+                           source: str,
+                           exclude_prefixes: Sequence[str] = ()) -> None:
+    """Load ``state`` into ``module``; any missing/unexpected key is an error.
+
+    Keys of ``module`` starting with one of ``exclude_prefixes`` are not
+    required (e.g. a head that is loaded from elsewhere).
+    """
+    own = module.state_dict()
+    expected = {k for k in own if not k.startswith(tuple(exclude_prefixes))}
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise RuntimeError(
-            f'Teacher checkpoint {ckpt_path} does not match the teacher model '
-            f'(strict load).\n  missing keys ({len(missing)}): {missing[:10]}'
+            f'Checkpoint {source} does not match the teacher model (strict '
+            f'load).\n  missing keys ({len(missing)}): {missing[:10]}'
             f'\n  unexpected keys ({len(unexpected)}): {unexpected[:10]}\n'
             'Fix the teacher config, or map foreign key names with '
             "`teacher_revise_keys` (e.g. [(r'^', 'backbone.')] for an "
             'insightface backbone.pth, with `teacher.head=None` or '
             '`teacher_head_ckpt`).')
-    teacher.load_state_dict(
-        {k: v for k, v in revised.items() if k in expected}, strict=False)
+    module.load_state_dict({k: v for k, v in state.items() if k in expected},
+                           strict=False)
+
+
+def load_teacher_weights(teacher: nn.Module, ckpt_path: str,
+                         revise_keys: Sequence[Tuple[str, str]] = (
+                             (r'^module\.', ''), ),
+                         exclude_prefixes: Sequence[str] = ()) -> None:
+    """Load ``ckpt_path`` into ``teacher`` strictly (``weights_only`` load).
+
+    ``revise_keys`` rewrites key names first; e.g. ``[(r'^', 'backbone.')]``
+    maps a raw insightface ``backbone.pth`` onto a FaceRecognizer.
+    """
+    ckpt = _load_checkpoint(ckpt_path, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
+    load_state_dict_strict(teacher, revise_state_dict(state, revise_keys),
+                           ckpt_path, exclude_prefixes)
 
 
 @MODELS.register_module()

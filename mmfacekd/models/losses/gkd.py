@@ -95,7 +95,6 @@ def softmax_stats(logits: Tensor,
 # --------------------------------------------------------------------------
 
 _SORT_LIMIT = 2048  # rows at most this wide are simply sorted
-_HEAD = 64  # exact top-k head that resolves peaked rows
 _SAMPLE = 2048  # strided column sample used to place the band
 _Z_SCORE = 4.0  # band half-width in standard errors of the estimate
 _MAX_DEPTH = 6
@@ -116,23 +115,11 @@ class _Window(NamedTuple):
     c_above: Tensor
 
 
-def _gather_weights(weights: Optional[Tensor], index: Tensor,
+def _gather_weights(weights: Optional[Tensor], index: Optional[Tensor],
                     values: Tensor) -> Tensor:
     if weights is None:  # count mode: every finite value weighs one
         return torch.isfinite(values).to(torch.float64)
     return weights.gather(1, index)
-
-
-def _pad_right(x: Tensor, width: int, fill: Optional[float]) -> Tensor:
-    """Pad (R, w) to (R, width); ``fill=None`` repeats the last column."""
-    extra = width - x.size(1)
-    if extra <= 0:
-        return x
-    if fill is None:
-        pad = x[:, -1:].expand(-1, extra)
-    else:
-        pad = x.new_full((x.size(0), extra), fill)
-    return torch.cat([x, pad], dim=1)
 
 
 def _descending_window(values: Tensor,
@@ -144,11 +131,16 @@ def _descending_window(values: Tensor,
     """Locate, per row, where the descending cumulative weight reaches
     ``need`` without sorting whole rows.
 
+    Narrow rows are sorted. Wider rows get a value band from a strided
+    sample (:func:`_band_thresholds`); the weight above the band is one
+    exact masked sum, the band is extracted (``nonzero``) into a small padded
+    array and the search recurses into it.
+
     Args:
         values (Tensor): (R, n) ranking values; ``-inf`` entries are padding.
         weights (Tensor, optional): (R, n) non-negative weights aligned with
-            ``values`` (weight must be a non-increasing function of the value
-            within a row); None counts elements.
+            ``values``, non-increasing in the value within a row (softmax
+            numerators); None counts elements.
         need (Tensor): (R,) target cumulative weight, ``0 < need <= total``.
         total (Tensor): (R,) exact total weight of each row.
         scratch (Tensor, optional): (R, n) float buffer for masked sums.
@@ -159,65 +151,40 @@ def _descending_window(values: Tensor,
         does).
     """
     rows_n, n = values.shape
-    device = values.device
     if n <= _SORT_LIMIT or depth >= _MAX_DEPTH:
         sv, si = values.sort(dim=1, descending=True)
         cum = _gather_weights(weights, si, sv).cumsum(dim=1)
-        return _Window(sv, si, cum,
-                       torch.zeros(rows_n, dtype=torch.long, device=device),
-                       cum.new_zeros(rows_n))
-    hv, hi = values.topk(min(_HEAD, n), dim=1)
-    hc = _gather_weights(weights, hi, hv).cumsum(dim=1)
-    zeros_l = torch.zeros(rows_n, dtype=torch.long, device=device)
-    todo = hc[:, -1] < need
-    if not bool(todo.any()):
-        return _Window(hv, hi, hc, zeros_l, hc.new_zeros(rows_n))
-    rows = todo.nonzero().squeeze(1)
-    if rows.numel() == rows_n:
-        sub_v, sub_w, sub_s = values, weights, scratch
-    else:
-        sub_v = values.index_select(0, rows)
-        sub_w = None if weights is None else weights.index_select(0, rows)
-        sub_s = None if scratch is None else scratch[:rows.numel()]
-    band = _band_window(sub_v, sub_w, need[rows], total[rows], hv[rows, -1],
-                        sub_s, depth)
-    width = max(hv.size(1), band.values.size(1))
-    out_v = _pad_right(hv, width, float('-inf'))
-    out_i = _pad_right(hi, width, 0)
-    out_c = _pad_right(hc, width, None)
-    out_v[rows] = _pad_right(band.values, width, float('-inf'))
-    out_i[rows] = _pad_right(band.index, width, 0)
-    out_c[rows] = _pad_right(band.cum, width, None)
-    n_above = zeros_l.index_put((rows, ), band.n_above)
-    c_above = hc.new_zeros(rows_n).index_put((rows, ), band.c_above)
-    return _Window(out_v, out_i, out_c, n_above, c_above)
+        return _Window(
+            sv, si, cum,
+            torch.zeros(rows_n, dtype=torch.long, device=values.device),
+            cum.new_zeros(rows_n))
+    return _band_window(values, weights, need, total, scratch, depth)
 
 
 def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
-                     total: Tensor, v_head: Tensor,
-                     z_score: float) -> Tuple[Tensor, Tensor]:
+                     total: Tensor, z_score: float) -> Tuple[Tensor, Tensor]:
     """Estimate a value band ``[lo, hi]`` that contains the crossing.
 
-    A strided column sample estimates the weight *below* a value (its target,
-    ``total - need``, is exact and the estimate's variance only involves the
-    small weights below the crossing). Elements ``> hi`` are "above"; the
-    band is ``lo <= x <= hi``. ``z_score`` sets the safety margin.
+    A strided column sample estimates (Horvitz-Thompson) the weight *below*
+    a value; its target ``total - need`` is exact and the estimate's
+    variance only involves the small weights below the crossing, so heavy
+    tails (a few dominant classes, never sampled) cost nothing: the band
+    then simply reaches up to ``hi = +inf``. Elements ``> hi`` are "above";
+    the band is ``lo <= x <= hi``. ``z_score`` sets the safety margin.
     """
     _, n = values.shape
     stride = max(n // _SAMPLE, 1)
     sv = values[:, ::stride]
-    sw = _gather_weights(weights, None, sv) if weights is None \
-        else weights[:, ::stride]
-    keep = (sv < v_head.unsqueeze(1)) & torch.isfinite(sv)
-    sw = sw * keep
-    sv = sv.masked_fill(~keep, float('-inf'))
+    keep = torch.isfinite(sv)
+    sw = keep.to(torch.float64) if weights is None \
+        else weights[:, ::stride] * keep
     sv, order = sv.sort(dim=1, descending=True)
     sw = sw.gather(1, order)
     n_keep = keep.sum(dim=1).clamp(min=1).to(sw.dtype)
-    # Sums of the sample weights strictly below each sorted position.
+    # Sample weight strictly below each sorted position.
     below = sw.flip(1).cumsum(1).flip(1) - sw
     below2 = (sw * sw).flip(1).cumsum(1).flip(1) - sw * sw
-    target = total - need  # exact weight below the crossing (up to 1 elem)
+    target = total - need  # exact weight below the crossing (+- 1 element)
     est = stride * below
     n_s = sv.size(1)
     p_star = (est > target.unsqueeze(1)).sum(dim=1).clamp(max=n_s - 1)
@@ -226,41 +193,49 @@ def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
     var = (s2 - s1 * s1 / n_keep).clamp(min=0)
     gran = sw.gather(1, p_star.unsqueeze(1)).squeeze(1)
     delta = stride * (z_score * var.sqrt() + 2 * gran)
-    lowest = torch.finfo(values.dtype).min
-    # hi: lowest sample value with estimated weight at-or-below it above
-    # target + delta (so the weight above hi stays below need).
+    # hi: lowest sample value whose estimated weight at-or-below exceeds
+    # target + delta, so that the weight above hi stays below need.
     incl = est + stride * sw
     q_hi = (incl >= (target + delta).unsqueeze(1)).sum(dim=1) - 1
     hi = sv.gather(1, q_hi.clamp(min=0).unsqueeze(1)).squeeze(1)
-    hi = torch.where((q_hi >= 0) & torch.isfinite(hi), hi, v_head)
+    hi = torch.where((q_hi >= 0) & torch.isfinite(hi), hi,
+                     torch.full_like(hi, float('inf')))
     # lo: highest sample value with estimated weight strictly below it at
-    # most target - delta (so the weight at-or-above lo reaches need).
+    # most target - delta, so that the weight at-or-above lo reaches need.
     q_lo = (est > (target - delta).unsqueeze(1)).sum(dim=1)
     lo = sv.gather(1, q_lo.clamp(max=n_s - 1).unsqueeze(1)).squeeze(1)
     lo_ok = (q_lo < n_s) & torch.isfinite(lo) & (target - delta > 0)
-    lo = torch.where(lo_ok, lo, torch.full_like(lo, lowest))
-    return lo, hi
+    lo = torch.where(lo_ok, lo,
+                     torch.full_like(lo, torch.finfo(values.dtype).min))
+    return torch.minimum(lo, hi), hi
 
 
 def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
-                 total: Tensor, v_head: Tensor, scratch: Optional[Tensor],
+                 total: Tensor, scratch: Optional[Tensor],
                  depth: int) -> _Window:
-    """Rows whose crossing is below the exact head: place a band by
-    sampling, verify it with exact masked sums, extract it, recurse."""
+    """Place a band by sampling, verify it with exact masked sums, extract
+    it and recurse (see :func:`_descending_window`)."""
     rows_n, n = values.shape
+    device = values.device
     lowest = torch.finfo(values.dtype).min
-    lo, hi = _band_thresholds(values, weights, need, total, v_head, _Z_SCORE)
+    cdtype = torch.float64 if weights is None else weights.dtype
+    lo, hi = _band_thresholds(values, weights, need, total, _Z_SCORE)
     for attempt in range(3):
-        above = values > hi.unsqueeze(1)
-        n_above = above.sum(dim=1)
-        if weights is None:
-            c_above = n_above.to(torch.float64)
-        else:
-            buf = scratch if scratch is not None else torch.empty_like(weights)
-            c_above = torch.mul(weights, above, out=buf).sum(dim=1)
         band = values >= lo.unsqueeze(1)
-        band.logical_and_(above.logical_not_())
-        del above
+        if bool(torch.isfinite(hi).any()):
+            above = values > hi.unsqueeze(1)
+            band.logical_xor_(above)  # lo <= x <= hi (above is in band)
+            n_above = above.sum(dim=1)
+            if weights is None:
+                c_above = n_above.to(torch.float64)
+            else:
+                buf = scratch if scratch is not None \
+                    else torch.empty_like(weights)
+                c_above = torch.mul(weights, above, out=buf).sum(dim=1)
+            del above
+        else:  # no row has elements above its band
+            n_above = torch.zeros(rows_n, dtype=torch.long, device=device)
+            c_above = torch.zeros(rows_n, dtype=cdtype, device=device)
         r_idx, c_idx = band.nonzero(as_tuple=True)
         del band
         b_val = values[r_idx, c_idx]
@@ -277,29 +252,32 @@ def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
         # Widen the band where the estimate missed: first a 3x wider
         # margin, then the always-valid bounds.
         if attempt == 0:
-            lo2, hi2 = _band_thresholds(values, weights, need, total, v_head,
+            lo2, hi2 = _band_thresholds(values, weights, need, total,
                                         3 * _Z_SCORE)
         else:
-            lo2, hi2 = torch.full_like(lo, lowest), v_head
+            lo2 = torch.full_like(lo, lowest)
+            hi2 = torch.full_like(hi, float('inf'))
         hi = torch.where(fail_hi, torch.maximum(hi2, hi), hi)
-        lo = torch.where(fail_lo, torch.minimum(lo2, lo), lo)
+        lo = torch.minimum(torch.where(fail_lo, torch.minimum(lo2, lo), lo),
+                           hi)
     # Pack the ragged band into a padded (R, width) array.
     counts = torch.bincount(r_idx, minlength=rows_n)
     width = max(int(counts.max()), 1)
     starts = counts.cumsum(0) - counts
-    pos = torch.arange(r_idx.numel(), device=values.device) - starts[r_idx]
+    pos = torch.arange(r_idx.numel(), device=device) - starts[r_idx]
     p_val = values.new_full((rows_n, width), float('-inf'))
     p_val[r_idx, pos] = b_val
-    p_idx = torch.zeros((rows_n, width), dtype=torch.long,
-                        device=values.device)
+    p_idx = torch.zeros((rows_n, width), dtype=torch.long, device=device)
     p_idx[r_idx, pos] = c_idx
     if weights is None:
         p_w = None
     else:
         p_w = weights.new_zeros((rows_n, width))
         p_w[r_idx, pos] = b_w
+    # A band that does not halve the width (massive ties) is sorted.
+    sub_depth = depth + 1 if 2 * width <= n else _MAX_DEPTH
     sub = _descending_window(p_val, p_w, need - c_above, b_mass, None,
-                             depth + 1)
+                             sub_depth)
     return _Window(sub.values, p_idx.gather(1, sub.index),
                    sub.cum + c_above.unsqueeze(1), sub.n_above + n_above,
                    sub.c_above + c_above)
@@ -423,7 +401,7 @@ def select_batch_k(ranking_logits: Tensor,
             mass = torch.softmax(ranking_logits.detach(), dim=1).sum(dim=0)
         cum = mass.sort(descending=True)[0].cumsum(0)
         grid = torch.arange(1, num_classes, step, device=cum.device)
-        hit = (cum[grid] >= tau * rows_n).nonzero()
+        hit = (cum[grid - 1] >= tau * rows_n).nonzero()
         return int(grid[hit[0, 0]]) if hit.numel() else num_classes
 
 
@@ -528,12 +506,58 @@ class GroupedKLTerms(NamedTuple):
     p_phi_s: Tensor
 
 
-def _masked_row_sums(x: Tensor, mask: Tensor, not_mask: Tensor,
-                     scratch: Tensor) -> Tensor:
-    """(B, 2) sums of ``x`` over Phi (column 0) and Psi (column 1)."""
-    phi = torch.mul(x, mask, out=scratch).sum(dim=1)
-    psi = torch.mul(x, not_mask, out=scratch).sum(dim=1)
-    return torch.stack([phi, psi], dim=1)
+_SHARE_LIMIT = 2.0**-10  # below: a group sum is not taken as a difference
+
+
+def _group_sums(e: Tensor, total: Tensor, mask: Tensor, scratch: Tensor,
+                direct_phi: bool) -> Tensor:
+    """(B, 2) sums of ``e`` over Phi (column 0) and Psi (column 1).
+
+    One group is a masked sum, the other the difference to ``total``; rows
+    where that difference would cancel (share < ``_SHARE_LIMIT``) get a
+    direct masked sum as well.
+    """
+    zero = e.new_zeros(())
+    if direct_phi:
+        direct = torch.where(mask, e, zero, out=scratch).sum(dim=1)
+    else:
+        direct = torch.where(mask, zero, e, out=scratch).sum(dim=1)
+    other = total - direct
+    risky = (other < _SHARE_LIMIT * total).nonzero().squeeze(1)
+    if risky.numel():
+        m = mask.index_select(0, risky)
+        if direct_phi:
+            m = ~m
+        other[risky] = torch.where(m, e.index_select(0, risky), zero).sum(1)
+    pair = (direct, other) if direct_phi else (other, direct)
+    return torch.stack(pair, dim=1)
+
+
+def _cross_sums(s: Tensor, t: Tensor, et: Tensor, mask: Tensor,
+                scratch: Tensor, z_t: Tensor) -> Tensor:
+    """(B, 2) group sums of ``e^T_i (t_i - s_i)`` (Phi, Psi).
+
+    The group holding less teacher mass in most rows is summed directly and
+    the other one is the difference to the total; rows where that
+    difference would cancel get a direct sum.
+    """
+    share_phi = z_t[:, 0] / z_t.sum(dim=1)
+    direct_phi = bool((share_phi < 0.5).float().mean() >= 0.5)
+    x = torch.sub(t, s, out=scratch).mul_(et)
+    total = x.sum(dim=1)
+    direct = x.mul_(mask if direct_phi else ~mask).sum(dim=1)
+    other = total - direct
+    share_other = (1 - share_phi) if direct_phi else share_phi
+    risky = (share_other < _SHARE_LIMIT).nonzero().squeeze(1)
+    if risky.numel():
+        m = mask.index_select(0, risky)
+        if direct_phi:
+            m = ~m
+        xr = (t.index_select(0, risky) - s.index_select(0, risky)) \
+            * et.index_select(0, risky)
+        other[risky] = (xr * m).sum(dim=1)
+    pair = (direct, other) if direct_phi else (other, direct)
+    return torch.stack(pair, dim=1)
 
 
 def _regroup_rows(rows: Tensor, z: Tensor, temperature: float, e: Tensor,
@@ -562,15 +586,15 @@ class _GroupedKLFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, mask: Tensor,
                 temperature: float, s_stats: Optional[SoftmaxStats],
-                t_stats: Optional[SoftmaxStats],
-                scratch: Optional[Tensor]) -> Tuple[Tensor, ...]:
+                t_stats: Optional[SoftmaxStats], scratch: Optional[Tensor],
+                n_phi: Optional[Tensor]) -> Tuple[Tensor, ...]:
         in_dtype = student.dtype
         dtype = torch.float32 if in_dtype in (torch.float16,
                                               torch.bfloat16) else in_dtype
         s = student.detach().to(dtype)
         t = teacher.detach().to(dtype)
         mask = mask.to(torch.bool)
-        rows_n, num_classes = s.shape
+        num_classes = s.size(1)
         if s_stats is None:
             s_stats = softmax_stats(s, temperature)
         if t_stats is None:
@@ -578,11 +602,12 @@ class _GroupedKLFunction(torch.autograd.Function):
         es, et = s_stats.exp, t_stats.exp
         if scratch is None:
             scratch = torch.empty_like(es)
-        not_mask = ~mask
-        n_phi = mask.sum(dim=1)
+        if n_phi is None:
+            n_phi = mask.sum(dim=1)
         nonempty = torch.stack([n_phi > 0, n_phi < num_classes], dim=1)
-        z_s = _masked_row_sums(es, mask, not_mask, scratch)
-        z_t = _masked_row_sums(et, mask, not_mask, scratch)
+        # Z_g = sum_{i in g} exp(z_i / T - shift_g), shift = row max.
+        z_s = _group_sums(es, s_stats.sumexp, mask, scratch, False)
+        z_t = _group_sums(et, t_stats.sumexp, mask, scratch, False)
         sh_s = s_stats.shift.unsqueeze(1).repeat(1, 2)
         sh_t = t_stats.shift.unsqueeze(1).repeat(1, 2)
         # A non-empty group whose sum (nearly) underflows with the row-max
@@ -594,11 +619,7 @@ class _GroupedKLFunction(torch.autograd.Function):
             _regroup_rows(bad_rows, s, temperature, es, mask, z_s, sh_s)
             _regroup_rows(bad_rows, t, temperature, et, mask, z_t, sh_t)
         # D_g = sum_{i in g} e^T_i (t_i - s_i); E_{p_hat^T}[b - a] = D/(T Z).
-        cross = []
-        for drop in (not_mask, mask):
-            torch.sub(t, s, out=scratch).mul_(et).masked_fill_(drop, 0.)
-            cross.append(scratch.sum(dim=1))
-        cross = torch.stack(cross, dim=1)
+        cross = _cross_sums(s, t, et, mask, scratch, z_t)
 
         lse_s_g = sh_s + z_s.log()  # -inf for an empty group
         lse_t_g = sh_t + z_t.log()
@@ -640,19 +661,18 @@ class _GroupedKLFunction(torch.autograd.Function):
         g_kl = torch.stack([g_pri, g_sec], dim=1).to(z_s.dtype)
         g_b = g_bin.to(z_s.dtype).unsqueeze(1)
         # d/da_i, i in g: (g_g + g_b (P^S_g - P^T_g)) p_hat^S_i - g_g p_hat^T_i
+        # with p_hat^S_i = e^S_i / Z^S_g, p_hat^T_i = e^T_i / Z^T_g, a = z/T.
         c_s = (g_kl + g_b * (p_s - p_t)) / (z_s * temp)
         c_t = g_kl / (z_t * temp)
         zero = torch.zeros((), dtype=c_s.dtype, device=c_s.device)
         c_s = torch.where(nonempty, c_s, zero)
         c_t = torch.where(nonempty, c_t, zero)
-        torch.where(mask, c_s[:, :1], c_s[:, 1:], out=w)
-        es.mul_(w)
+        es.mul_(torch.where(mask, c_s[:, :1], c_s[:, 1:], out=w))
         torch.where(mask, c_t[:, :1], c_t[:, 1:], out=w)
-        et.mul_(w)
-        grad = es.sub_(et)
+        grad = es.addcmul_(et, w, value=-1.0)
         if grad.dtype != ctx.in_dtype:
             grad = grad.to(ctx.in_dtype)
-        return grad, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None
 
 
 def grouped_kl_terms(student_logits: Tensor,
@@ -662,7 +682,8 @@ def grouped_kl_terms(student_logits: Tensor,
                      *,
                      student_stats: Optional[SoftmaxStats] = None,
                      teacher_stats: Optional[SoftmaxStats] = None,
-                     scratch: Optional[Tensor] = None) -> GroupedKLTerms:
+                     scratch: Optional[Tensor] = None,
+                     group_size: Optional[Tensor] = None) -> GroupedKLTerms:
     r"""Within-group and binary KL divergences of GKD (eq. 5, 6, 9).
 
     With :math:`a = z^S / T`, :math:`b = z^T / T` and the groups
@@ -703,6 +724,8 @@ def grouped_kl_terms(student_logits: Tensor,
             Defaults to None.
         scratch (Tensor, optional): A (B, C) float buffer (consumed).
             Defaults to None.
+        group_size (Tensor, optional): :math:`|\Phi|` per row if known.
+            Defaults to None.
 
     Returns:
         GroupedKLTerms: Per-sample terms, without any :math:`T^2` factor.
@@ -714,7 +737,8 @@ def grouped_kl_terms(student_logits: Tensor,
                          'one (B, C) shape')
     out = _GroupedKLFunction.apply(student_logits, teacher_logits,
                                    primary_mask, float(temperature),
-                                   student_stats, teacher_stats, scratch)
+                                   student_stats, teacher_stats, scratch,
+                                   group_size)
     return GroupedKLTerms(*out)
 
 
@@ -902,7 +926,8 @@ class GKDLoss(nn.Module):
             scratch = torch.empty_like(s_stats.exp)
             mask = self.primary_mask(s, t, gt_label, (s_stats, t_stats),
                                      scratch)
-            k = mask.sum(dim=1).to(dtype)
+            k_long = mask.sum(dim=1)
+            k = k_long.to(dtype)
         terms = grouped_kl_terms(
             student_logits,
             teacher_logits,
@@ -910,7 +935,8 @@ class GKDLoss(nn.Module):
             temp,
             student_stats=s_stats,
             teacher_stats=t_stats,
-            scratch=scratch)
+            scratch=scratch,
+            group_size=k_long)
         lam1 = terms.p_phi_t if self.lambda1 == 'p_phi_t' else self.lambda1
         per_sample = lam1 * terms.primary_kd
         if self.lambda2 != 0:

@@ -349,6 +349,19 @@ def test_batch_and_fixed_modes_match_authors_procedure():
         assert out['k_mean'].item() == min(fixed_k, num_classes)
 
 
+def test_batch_k_grid_boundaries():
+    # Uniform rows: the sorted batch mass after n classes is n / C * B, so
+    # tau between two grid points pins the grid semantics exactly.
+    logits = torch.zeros(4, 1000, dtype=F64)
+    for tau, expected in ((0.1015, 201), (0.1005, 101), (0.0005, 1),
+                          (0.9, 901)):
+        assert _authors_batch_k(logits, tau) == expected
+        assert select_batch_k(logits, tau) == expected
+    # Beyond the last grid point (901) the authors' loop finds nothing.
+    assert _authors_batch_k(logits, 0.95) is None
+    assert select_batch_k(logits, 0.95) == 1000
+
+
 def test_force_target_puts_gt_in_primary_group_keeping_its_size():
     gen = torch.Generator().manual_seed(8)
     student = _logits('mixed', 8, 3000, gen)
