@@ -9,3 +9,12 @@ model = dict(
     backbone=dict(input_size=64, base_channels=16, num_features=128),
     head=dict(num_classes=300, in_channels=128, s=32.0, m=0.3))
 default_hooks = dict(logger=dict(interval=20))
+# the teacher trains longer than the students (6 vs 4 epochs)
+max_epochs = 6
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs,
+         eta_min=1e-3, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -1,6 +1,6 @@
 # A CPU-sized schedule for the synthetic demo: SGD with a one-epoch linear
 # warm-up and a cosine decay, validation at the end only.
-max_epochs = 6
+max_epochs = 4
 optim_wrapper = dict(
     type='OptimWrapper',
     # only parameters that require grad (a frozen teacher stays out)

@@ -13,28 +13,29 @@ Every equation lives in one helper:
 
 * eq. 2-3 (per-sample :math:`k`): :func:`select_primary_k`;
 * the authors' batch-level :math:`k`: :func:`select_batch_k`;
-* :math:`\Phi` as a mask (+ forced target): :func:`primary_group_mask`;
+* eq. 2 (:math:`\Phi` as a mask, optionally with the forced target):
+  :func:`primary_group_mask`;
 * eq. 5, 6, 9 (within-group and binary KLs): :func:`grouped_kl_terms`;
 * eq. 11 (weighted sum): :class:`GKDLoss`.
 
 Implementation notes (speed, numerics):
 
-* :math:`k` is found without sorting the :math:`C` classes: an exact top-64
-  head resolves peaked rows; for the others a strided column sample gives a
-  value band that contains the crossing point, the exact mass above the band
-  is one masked sum, and only the band is extracted and (recursively) refined,
-  so the sorted cumulative sum is only ever materialised near :math:`\tau`.
-* :math:`\Phi` is a boolean mask built by one comparison against the value of
-  the :math:`k`-th ranked class (ties are resolved with an exact top-k).
+* :math:`k` is found without sorting the :math:`C` classes
+  (:func:`_descending_window`): a strided column sample places a value band
+  around the point where the cumulative mass reaches :math:`\tau`, one exact
+  masked sum gives the mass above the band, and only the band (a few % of
+  the classes) is extracted and refined recursively, so the sorted cumulative
+  sum is only materialised near :math:`\tau`.
+* :math:`\Phi` is a float 0/1 mask built by one comparison against the value
+  of the :math:`k`-th ranked class (ties resolved with an exact top-k).
 * :func:`grouped_kl_terms` is a fused autograd function: the exponentials
-  :math:`e^{z/T - \max}` of both networks are computed once (and shared with
-  the ranking), every group quantity is a masked sum in log space
-  (``log-sum-exp`` with a per-group shift where needed, so an empty or
-  underflowing group never yields NaN/inf), and the backward pass writes the
-  analytic gradient in place, so one call materialises about four
+  :math:`e^{z/T - \max}` of both networks are computed once and shared with
+  the ranking (whose exact primary mass is reused), every group quantity is
+  a masked sum evaluated in log space (a per-group shift where a group would
+  underflow, so empty or tiny groups never give NaN/inf), and the backward
+  pass writes the analytic gradient in place: one call materialises four
   :math:`B \times C` float tensors in total.
 """
-import math
 from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import torch
@@ -83,21 +84,27 @@ def softmax_stats(logits: Tensor,
     with torch.no_grad():
         z = logits.detach()
         zmax = z.amax(dim=1, keepdim=True)
-        e = torch.sub(z, zmax, out=out) if out is not None else z - zmax
         if temperature != 1.0:
-            e.mul_(1.0 / temperature)
+            scale = torch.tensor(1.0 / temperature, dtype=z.dtype,
+                                 device=z.device)
+            # (z - max) / T in one pass
+            e = torch.addcmul(-zmax * scale, z, scale, out=out) \
+                if out is not None else torch.addcmul(-zmax * scale, z, scale)
+        else:
+            e = torch.sub(z, zmax, out=out) if out is not None else z - zmax
         e.exp_()
         return SoftmaxStats(zmax.squeeze(1) / temperature, e, e.sum(dim=1))
 
 
 # --------------------------------------------------------------------------
-# Exact position of a cumulative-weight crossing without a full sort
+# Where a descending cumulative sum crosses a level, without a full sort
 # --------------------------------------------------------------------------
 
 _SORT_LIMIT = 2048  # rows at most this wide are simply sorted
 _SAMPLE = 2048  # strided column sample used to place the band
 _Z_SCORE = 4.0  # band half-width in standard errors of the estimate
 _MAX_DEPTH = 6
+_WINDOW_HALF = 64  # a returned window spans the crossing +- this many
 
 
 class _Window(NamedTuple):
@@ -115,50 +122,65 @@ class _Window(NamedTuple):
     c_above: Tensor
 
 
-def _gather_weights(weights: Optional[Tensor], index: Optional[Tensor],
+def _gather_weights(weights: Optional[Tensor], index: Tensor,
                     values: Tensor) -> Tensor:
     if weights is None:  # count mode: every finite value weighs one
         return torch.isfinite(values).to(torch.float64)
     return weights.gather(1, index)
 
 
+def _sorted_window(values: Tensor, weights: Optional[Tensor],
+                   need: Tensor) -> _Window:
+    """Sort the rows and keep the stretch around the crossing."""
+    sv, si = values.sort(dim=1, descending=True)
+    cum = _gather_weights(weights, si, sv).cumsum(dim=1)
+    rows_n, width = sv.shape
+    zeros = torch.zeros(rows_n, dtype=torch.long, device=sv.device)
+    span = 2 * _WINDOW_HALF + 1
+    if width <= span:
+        return _Window(sv, si, cum, zeros, cum.new_zeros(rows_n))
+    pos = (cum < need.unsqueeze(1)).sum(dim=1)
+    start = (pos - _WINDOW_HALF).clamp(min=0, max=width - span)
+    idx = start.unsqueeze(1) + torch.arange(span, device=sv.device)
+    before = cum.gather(1, (start - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    c_above = torch.where(start > 0, before, torch.zeros_like(before))
+    return _Window(sv.gather(1, idx), si.gather(1, idx), cum.gather(1, idx),
+                   start, c_above)
+
+
 def _descending_window(values: Tensor,
                        weights: Optional[Tensor],
                        need: Tensor,
                        total: Tensor,
-                       scratch: Optional[Tensor] = None,
+                       buffers: Optional[Tuple[Tensor, Tensor]] = None,
                        depth: int = 0) -> _Window:
     """Locate, per row, where the descending cumulative weight reaches
     ``need`` without sorting whole rows.
 
-    Narrow rows are sorted. Wider rows get a value band from a strided
-    sample (:func:`_band_thresholds`); the weight above the band is one
-    exact masked sum, the band is extracted (``nonzero``) into a small padded
-    array and the search recurses into it.
+    Narrow rows are sorted. For wider rows a strided sample places a value
+    band around the crossing (:func:`_band_thresholds`); the weight above
+    the band is one exact masked sum, the band is extracted (``nonzero``)
+    into a small padded array and the search recurses into it. A band that
+    misses the crossing (checked exactly) is widened and recomputed.
 
     Args:
         values (Tensor): (R, n) ranking values; ``-inf`` entries are padding.
         weights (Tensor, optional): (R, n) non-negative weights aligned with
-            ``values``, non-increasing in the value within a row (softmax
+            ``values`` and non-increasing in the value within a row (softmax
             numerators); None counts elements.
         need (Tensor): (R,) target cumulative weight, ``0 < need <= total``.
         total (Tensor): (R,) exact total weight of each row.
-        scratch (Tensor, optional): (R, n) float buffer for masked sums.
+        buffers (tuple[Tensor, Tensor], optional): two (R, n) buffers of
+            ``values.dtype`` for the masks. Defaults to None.
         depth (int): Recursion depth.
 
     Returns:
-        _Window: A window whose ``cum`` reaches ``need`` (when ``total``
-        does).
+        _Window: A window (at most ``2 * _WINDOW_HALF + 1`` wide after a
+        sort) whose ``cum`` reaches ``need`` when ``total`` does.
     """
-    rows_n, n = values.shape
-    if n <= _SORT_LIMIT or depth >= _MAX_DEPTH:
-        sv, si = values.sort(dim=1, descending=True)
-        cum = _gather_weights(weights, si, sv).cumsum(dim=1)
-        return _Window(
-            sv, si, cum,
-            torch.zeros(rows_n, dtype=torch.long, device=values.device),
-            cum.new_zeros(rows_n))
-    return _band_window(values, weights, need, total, scratch, depth)
+    if values.size(1) <= _SORT_LIMIT or depth >= _MAX_DEPTH:
+        return _sorted_window(values, weights, need)
+    return _band_window(values, weights, need, total, buffers, depth)
 
 
 def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
@@ -168,12 +190,11 @@ def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
     A strided column sample estimates (Horvitz-Thompson) the weight *below*
     a value; its target ``total - need`` is exact and the estimate's
     variance only involves the small weights below the crossing, so heavy
-    tails (a few dominant classes, never sampled) cost nothing: the band
-    then simply reaches up to ``hi = +inf``. Elements ``> hi`` are "above";
-    the band is ``lo <= x <= hi``. ``z_score`` sets the safety margin.
+    tails (a few dominant, unsampled classes) cost nothing: the band then
+    reaches up to ``hi = +inf``. Elements ``> hi`` are "above"; the band is
+    ``lo <= x <= hi``. ``z_score`` sets the safety margin.
     """
-    _, n = values.shape
-    stride = max(n // _SAMPLE, 1)
+    stride = max(values.size(1) // _SAMPLE, 1)
     sv = values[:, ::stride]
     keep = torch.isfinite(sv)
     sw = keep.to(torch.float64) if weights is None \
@@ -191,7 +212,9 @@ def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
     s1 = below.gather(1, p_star.unsqueeze(1)).squeeze(1)
     s2 = below2.gather(1, p_star.unsqueeze(1)).squeeze(1)
     var = (s2 - s1 * s1 / n_keep).clamp(min=0)
-    gran = sw.gather(1, p_star.unsqueeze(1)).squeeze(1)
+    # granularity: weight of the sample element just above the crossing
+    gran = sw.gather(1, (p_star - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    gran = torch.where(p_star > 0, gran, torch.zeros_like(gran))
     delta = stride * (z_score * var.sqrt() + 2 * gran)
     # hi: lowest sample value whose estimated weight at-or-below exceeds
     # target + delta, so that the weight above hi stays below need.
@@ -211,7 +234,7 @@ def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
 
 
 def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
-                 total: Tensor, scratch: Optional[Tensor],
+                 total: Tensor, buffers: Optional[Tuple[Tensor, Tensor]],
                  depth: int) -> _Window:
     """Place a band by sampling, verify it with exact masked sums, extract
     it and recurse (see :func:`_descending_window`)."""
@@ -219,25 +242,25 @@ def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
     device = values.device
     lowest = torch.finfo(values.dtype).min
     cdtype = torch.float64 if weights is None else weights.dtype
+    if buffers is None:
+        buffers = (torch.empty_like(values), torch.empty_like(values))
+    above_buf, band_buf = buffers
     lo, hi = _band_thresholds(values, weights, need, total, _Z_SCORE)
     for attempt in range(3):
-        band = values >= lo.unsqueeze(1)
+        band = torch.ge(values, lo.unsqueeze(1), out=band_buf)
         if bool(torch.isfinite(hi).any()):
-            above = values > hi.unsqueeze(1)
-            band.logical_xor_(above)  # lo <= x <= hi (above is in band)
-            n_above = above.sum(dim=1)
+            above = torch.gt(values, hi.unsqueeze(1), out=above_buf)
+            band.sub_(above)  # lo <= x <= hi (above lies inside >= lo)
+            n_above = above.sum(dim=1).long()
             if weights is None:
                 c_above = n_above.to(torch.float64)
             else:
-                buf = scratch if scratch is not None \
-                    else torch.empty_like(weights)
-                c_above = torch.mul(weights, above, out=buf).sum(dim=1)
-            del above
+                c_above = torch.bmm(weights.unsqueeze(1),
+                                    above.unsqueeze(2)).view(rows_n)
         else:  # no row has elements above its band
             n_above = torch.zeros(rows_n, dtype=torch.long, device=device)
             c_above = torch.zeros(rows_n, dtype=cdtype, device=device)
-        r_idx, c_idx = band.nonzero(as_tuple=True)
-        del band
+        r_idx, c_idx = band.bool().nonzero(as_tuple=True)
         b_val = values[r_idx, c_idx]
         if weights is None:
             b_w = None
@@ -284,25 +307,37 @@ def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
 
 
 # --------------------------------------------------------------------------
-# Eq. 2-3: the primary group size k
+# Eq. 2-3: the primary group
 # --------------------------------------------------------------------------
 
 
-def _per_sample_k(ranking_logits: Tensor, tau: float, stats: SoftmaxStats,
-                  scratch: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
-    """Eq. 3 per row, plus the value/index of the k-th ranked class
-    (index -1 when unknown)."""
+class _Grouping(NamedTuple):
+    """k per row, the value and column of the k-th ranked class (column -1
+    when unknown) and the ranking network's exact primary mass (sum of its
+    ``SoftmaxStats.exp`` over the top-k, None when not available)."""
+    k: Tensor
+    kth_value: Tensor
+    kth_index: Tensor
+    phi_exp_sum: Optional[Tensor]
+
+
+def _per_sample_k(ranking_logits: Tensor,
+                  tau: float,
+                  stats: SoftmaxStats,
+                  buffers: Optional[Tuple[Tensor, Tensor]] = None
+                  ) -> _Grouping:
+    """Eq. 3 per row (see :func:`select_primary_k`)."""
     r = ranking_logits.detach()
     rows_n, num_classes = r.shape
-    device = r.device
     full_k = torch.full((rows_n, ), num_classes, dtype=torch.long,
-                        device=device)
+                        device=r.device)
+    minus_inf = r.new_full((rows_n, ), float('-inf'))
     if tau >= 1.0:  # only U itself has mass exactly 1: Phi = U, Psi empty
-        return (full_k, r.new_full((rows_n, ), float('-inf')),
-                torch.full_like(full_k, -1))
+        return _Grouping(full_k, minus_inf, torch.full_like(full_k, -1),
+                         stats.sumexp)
     total = stats.sumexp
     need = total * tau
-    win = _descending_window(r, stats.exp, need, total, scratch)
+    win = _descending_window(r, stats.exp, need, total, buffers)
     cum = win.cum
     width = cum.size(1)
     found = cum[:, -1] >= need
@@ -311,13 +346,15 @@ def _per_sample_k(ranking_logits: Tensor, tau: float, stats: SoftmaxStats,
     c_prev = cum.gather(1, (pos - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
     c_prev = torch.where(pos > 0, c_prev, win.c_above)
     has_prev = (pos > 0) | (win.n_above > 0)
-    # argmin_k |c_k - tau|, first minimum: take k-1 on a tie, and go back to
-    # the start of a plateau of equal cumulative sums.
+    # argmin_k |c_k - tau| with the first minimum: k - 1 on a tie, and the
+    # start of a plateau of equal cumulative sums.
     take_prev = has_prev & ((need - c_prev) <= (c_j - need))
     plateau = (cum < c_prev.unsqueeze(1)).sum(dim=1)
     k_prev = torch.where(pos > 0, win.n_above + plateau + 1, win.n_above)
     k = torch.where(take_prev, k_prev, win.n_above + pos + 1)
     k = torch.where(found, k, full_k)
+    phi_mass = torch.where(take_prev, c_prev, c_j)
+    phi_mass = torch.where(found, phi_mass, total)
     rel = k - win.n_above - 1
     in_win = found & (rel >= 0)
     rel_c = rel.clamp(min=0).unsqueeze(1)
@@ -327,10 +364,9 @@ def _per_sample_k(ranking_logits: Tensor, tau: float, stats: SoftmaxStats,
     above_thr = torch.nextafter(win.values[:, 0],
                                 win.values.new_tensor(float('inf')))
     kth_val = torch.where(in_win, kth_val, above_thr)
-    kth_val = torch.where(found, kth_val, torch.full_like(kth_val,
-                                                          float('-inf')))
+    kth_val = torch.where(found, kth_val, minus_inf)
     kth_idx = torch.where(in_win, kth_idx, torch.full_like(kth_idx, -1))
-    return k, kth_val, kth_idx
+    return _Grouping(k, kth_val, kth_idx, phi_mass)
 
 
 def select_primary_k(ranking_logits: Tensor,
@@ -349,7 +385,7 @@ def select_primary_k(ranking_logits: Tensor,
     (first minimum on ties). :math:`\tau \geq 1` gives :math:`k = C`
     (:math:`\Phi = U`, :math:`\Psi = \emptyset`), since only the full set has
     mass exactly 1; so does a row whose floating-point mass never reaches
-    :math:`\tau`. The rows are not sorted: see :func:`_descending_window`.
+    :math:`\tau`. The rows are not sorted (see :func:`_descending_window`).
 
     Args:
         ranking_logits (Tensor): Logits (B, C) of the ranking network (the
@@ -367,7 +403,7 @@ def select_primary_k(ranking_logits: Tensor,
     with torch.no_grad():
         if stats is None:
             stats = softmax_stats(ranking_logits, temperature)
-        return _per_sample_k(ranking_logits, tau, stats, None)[0]
+        return _per_sample_k(ranking_logits, tau, stats).k
 
 
 def select_batch_k(ranking_logits: Tensor,
@@ -377,10 +413,10 @@ def select_batch_k(ranking_logits: Tensor,
     r"""One primary group size per batch, as the authors' adaptive code.
 
     The softmax (at :math:`T = 1`) of the ranking network is summed over the
-    batch, sorted in descending order, and :math:`k` is the smallest value
-    on the grid :math:`\{1, 1 + s, 1 + 2s, \dots\} \cap [1, C)` whose
-    cumulative mass reaches :math:`\tau B`; :math:`C` if none does (the
-    authors' loop would fail there).
+    batch and sorted in descending order; :math:`k` is the smallest value on
+    the grid :math:`\{1, 1 + s, 1 + 2s, \dots\} \cap [1, C)` whose cumulative
+    mass reaches :math:`\tau B`, and :math:`C` if none does (the authors'
+    loop would fail there).
 
     Args:
         ranking_logits (Tensor): Logits (B, C) of the ranking network.
@@ -405,49 +441,67 @@ def select_batch_k(ranking_logits: Tensor,
         return int(grid[hit[0, 0]]) if hit.numel() else num_classes
 
 
-def _kth_largest(ranking_logits: Tensor,
-                 k: Tensor) -> Tuple[Tensor, Tensor]:
+def _topk_grouping(ranking_logits: Tensor,
+                   k: Tensor,
+                   buffers: Optional[Tuple[Tensor, Tensor]] = None
+                   ) -> _Grouping:
     """Value and column of the k-th largest entry per row (count mode)."""
     r = ranking_logits.detach()
     rows_n, num_classes = r.shape
-    need = k.to(torch.float64)
+    k = k.clamp(1, num_classes)
+    if bool((k >= num_classes).all()):
+        return _Grouping(k, r.new_full((rows_n, ), float('-inf')),
+                         torch.full_like(k, -1), None)
     total = torch.full((rows_n, ), float(num_classes), dtype=torch.float64,
                        device=r.device)
-    win = _descending_window(r, None, need, total)
+    win = _descending_window(r, None, k.to(torch.float64), total, buffers)
     rel = (k - win.n_above - 1).clamp(min=0).unsqueeze(1)
-    return (win.values.gather(1, rel).squeeze(1),
-            win.index.gather(1, rel).squeeze(1))
+    kth_val = win.values.gather(1, rel).squeeze(1)
+    kth_val = torch.where(k >= num_classes, torch.full_like(kth_val,
+                                                            float('-inf')),
+                          kth_val)
+    return _Grouping(k, kth_val, win.index.gather(1, rel).squeeze(1), None)
 
 
-def _mask_from_threshold(ranking_logits: Tensor, k: Tensor, kth_val: Tensor,
-                         kth_idx: Tensor,
-                         gt_label: Optional[Tensor]) -> Tensor:
+def _grouping_mask(ranking_logits: Tensor, grouping: _Grouping,
+                   gt_label: Optional[Tensor],
+                   out: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Float 0/1 mask of Phi (+ forced target) from a :class:`_Grouping`.
+
+    Returns the mask and the rows whose ``phi_exp_sum`` must be recomputed
+    (ties at the k-th value); rows where the target was swapped in get their
+    ``phi_exp_sum`` corrected by the caller from the returned swap.
+    """
     r = ranking_logits.detach()
-    mask = r >= kth_val.unsqueeze(1)
+    k, kth_idx = grouping.k, grouping.kth_index
+    mask = torch.ge(r, grouping.kth_value.unsqueeze(1), out=out) \
+        if out is not None else (r >= grouping.kth_value.unsqueeze(1)).to(
+            r.dtype)
     count = mask.sum(dim=1)
-    tie_rows = (count != k).nonzero().squeeze(1)
+    tie_rows = (count != k.to(count.dtype)).nonzero().squeeze(1)
     if tie_rows.numel():  # ties at the k-th value: exact top-k per row
         kth_idx = kth_idx.clone()
         for row in tie_rows.tolist():
-            kk = int(k[row])
-            top = r[row].topk(kk).indices
-            mask[row] = False
-            mask[row, top] = True
-            kth_idx[row] = top[-1] if kk > 0 else -1
+            top = r[row].topk(int(k[row])).indices
+            mask[row] = 0
+            mask[row, top] = 1
+            kth_idx[row] = top[-1]
+    swap = None
     if gt_label is not None:
-        gt = gt_label.reshape(-1, 1).long()
-        miss = (~mask.gather(1, gt).squeeze(1)).nonzero().squeeze(1)
+        gt = gt_label.reshape(-1).long().to(r.device)
+        miss = (mask.gather(1, gt.unsqueeze(1)).squeeze(1) == 0).nonzero()
+        miss = miss.squeeze(1)
         if miss.numel():
-            low = kth_idx[miss]
+            low = kth_idx[miss].clone()
             unknown = low < 0
             if bool(unknown.any()):
-                rr = miss[unknown]
-                sub = r[rr].masked_fill(~mask[rr], float('inf'))
-                low = low.clone()
+                rows = miss[unknown]
+                sub = r[rows].masked_fill(mask[rows] == 0, float('inf'))
                 low[unknown] = sub.argmin(dim=1)
-            mask[miss, low] = False
-            mask[miss, gt[miss, 0]] = True
-    return mask
+            mask[miss, low] = 0
+            mask[miss, gt[miss]] = 1
+            swap = (miss, low, gt[miss])
+    return mask, tie_rows, swap
 
 
 def primary_group_mask(ranking_logits: Tensor,
@@ -472,17 +526,11 @@ def primary_group_mask(ranking_logits: Tensor,
         Tensor: Bool mask of shape (B, C) with exactly ``k`` True per row.
     """
     with torch.no_grad():
-        rows_n, num_classes = ranking_logits.shape
+        rows_n = ranking_logits.size(0)
         k = torch.as_tensor(k, device=ranking_logits.device).long()
-        k = k.expand(rows_n).clamp(1, num_classes).contiguous()
-        full = k >= num_classes
-        if bool(full.all()):
-            return torch.ones_like(ranking_logits, dtype=torch.bool)
-        kth_val, kth_idx = _kth_largest(ranking_logits, k)
-        kth_val = torch.where(full, torch.full_like(kth_val, float('-inf')),
-                              kth_val)
-        return _mask_from_threshold(ranking_logits, k, kth_val, kth_idx,
-                                    gt_label)
+        grouping = _topk_grouping(ranking_logits, k.expand(rows_n))
+        return _grouping_mask(ranking_logits, grouping, gt_label,
+                              None)[0].bool()
 
 
 # --------------------------------------------------------------------------
@@ -506,58 +554,46 @@ class GroupedKLTerms(NamedTuple):
     p_phi_s: Tensor
 
 
-_SHARE_LIMIT = 2.0**-10  # below: a group sum is not taken as a difference
+_SHARE_LIMIT = 2.0**-10  # below this share a group is not a difference
 
 
-def _group_sums(e: Tensor, total: Tensor, mask: Tensor, scratch: Tensor,
-                direct_phi: bool) -> Tensor:
-    """(B, 2) sums of ``e`` over Phi (column 0) and Psi (column 1).
+def _dot(x: Tensor, mask: Tensor) -> Tensor:
+    """Row-wise dot products of (B, C) tensors without a temporary."""
+    return torch.bmm(x.unsqueeze(1), mask.unsqueeze(2)).view(x.size(0))
 
-    One group is a masked sum, the other the difference to ``total``; rows
-    where that difference would cancel (share < ``_SHARE_LIMIT``) get a
-    direct masked sum as well.
+
+def _exp_group_sums(exps: Tuple[Tensor, Tensor], totals: Tuple[Tensor,
+                                                               Tensor],
+                    hints: Tuple[Optional[Tensor], Optional[Tensor]],
+                    mask: Tensor, scratch: Tensor,
+                    psi_nonempty: Tensor) -> Tuple[Tensor, Tensor]:
+    """(B, 2) sums of each ``exp`` over Phi and Psi.
+
+    Phi is a masked dot product (or the exact ``hint`` from the ranking),
+    Psi the difference to the row total, except where Psi's share is below
+    ``_SHARE_LIMIT``: there it is summed directly too (no cancellation).
     """
-    zero = e.new_zeros(())
-    if direct_phi:
-        direct = torch.where(mask, e, zero, out=scratch).sum(dim=1)
-    else:
-        direct = torch.where(mask, zero, e, out=scratch).sum(dim=1)
-    other = total - direct
-    risky = (other < _SHARE_LIMIT * total).nonzero().squeeze(1)
-    if risky.numel():
-        m = mask.index_select(0, risky)
-        if direct_phi:
-            m = ~m
-        other[risky] = torch.where(m, e.index_select(0, risky), zero).sum(1)
-    pair = (direct, other) if direct_phi else (other, direct)
-    return torch.stack(pair, dim=1)
-
-
-def _cross_sums(s: Tensor, t: Tensor, et: Tensor, mask: Tensor,
-                scratch: Tensor, z_t: Tensor) -> Tensor:
-    """(B, 2) group sums of ``e^T_i (t_i - s_i)`` (Phi, Psi).
-
-    The group holding less teacher mass in most rows is summed directly and
-    the other one is the difference to the total; rows where that
-    difference would cancel get a direct sum.
-    """
-    share_phi = z_t[:, 0] / z_t.sum(dim=1)
-    direct_phi = bool((share_phi < 0.5).float().mean() >= 0.5)
-    x = torch.sub(t, s, out=scratch).mul_(et)
-    total = x.sum(dim=1)
-    direct = x.mul_(mask if direct_phi else ~mask).sum(dim=1)
-    other = total - direct
-    share_other = (1 - share_phi) if direct_phi else share_phi
-    risky = (share_other < _SHARE_LIMIT).nonzero().squeeze(1)
-    if risky.numel():
-        m = mask.index_select(0, risky)
-        if direct_phi:
-            m = ~m
-        xr = (t.index_select(0, risky) - s.index_select(0, risky)) \
-            * et.index_select(0, risky)
-        other[risky] = (xr * m).sum(dim=1)
-    pair = (direct, other) if direct_phi else (other, direct)
-    return torch.stack(pair, dim=1)
+    phis = [h if h is not None else _dot(e, mask) for e, h in zip(exps, hints)]
+    psis = [torch.where(psi_nonempty, tot - phi, torch.zeros_like(phi))
+            for tot, phi in zip(totals, phis)]
+    risky = [psi_nonempty & (psi < _SHARE_LIMIT * tot)
+             for psi, tot in zip(psis, totals)]
+    n_risky = int((risky[0] | risky[1]).sum())
+    if n_risky > mask.size(0) // 4:
+        psi_mask = torch.sub(torch.ones((), dtype=mask.dtype,
+                                        device=mask.device), mask,
+                             out=scratch)
+        for i, e in enumerate(exps):
+            if bool(risky[i].any()):
+                psis[i] = torch.where(risky[i], _dot(e, psi_mask), psis[i])
+    elif n_risky:
+        for i, e in enumerate(exps):
+            rows = risky[i].nonzero().squeeze(1)
+            if rows.numel():
+                keep = 1 - mask.index_select(0, rows)
+                psis[i][rows] = (e.index_select(0, rows) * keep).sum(dim=1)
+    return (torch.stack([phis[0], psis[0]], dim=1),
+            torch.stack([phis[1], psis[1]], dim=1))
 
 
 def _regroup_rows(rows: Tensor, z: Tensor, temperature: float, e: Tensor,
@@ -565,7 +601,7 @@ def _regroup_rows(rows: Tensor, z: Tensor, temperature: float, e: Tensor,
     """Recompute rows of ``e`` with one shift per group (its own max), for
     groups whose sum underflows with the row-max shift."""
     zr = z.index_select(0, rows) / temperature
-    m = mask.index_select(0, rows)
+    m = mask.index_select(0, rows) > 0
     neg_inf = float('-inf')
     mx_phi = zr.masked_fill(~m, neg_inf).amax(dim=1)
     mx_psi = zr.masked_fill(m, neg_inf).amax(dim=1)
@@ -580,6 +616,14 @@ def _regroup_rows(rows: Tensor, z: Tensor, temperature: float, e: Tensor,
     shift[rows] = torch.stack([mx_phi, mx_psi], dim=1)
 
 
+def _group_coefficients(mask: Tensor, coef: Tensor, out: Tensor) -> Tensor:
+    """``out = coef[:, 0]`` on Phi and ``coef[:, 1]`` on Psi, exactly:
+    ``(1 - m) c_psi`` then ``+ m c_phi`` (one term is exactly zero)."""
+    c_phi, c_psi = coef[:, :1], coef[:, 1:]
+    torch.addcmul(c_psi, mask, -c_psi, out=out)
+    return out.addcmul_(mask, c_phi)
+
+
 class _GroupedKLFunction(torch.autograd.Function):
     """Fused eq. 5, 6, 9 with an analytic, in-place backward."""
 
@@ -587,14 +631,16 @@ class _GroupedKLFunction(torch.autograd.Function):
     def forward(ctx, student: Tensor, teacher: Tensor, mask: Tensor,
                 temperature: float, s_stats: Optional[SoftmaxStats],
                 t_stats: Optional[SoftmaxStats], scratch: Optional[Tensor],
-                n_phi: Optional[Tensor]) -> Tuple[Tensor, ...]:
+                n_phi: Optional[Tensor], s_phi: Optional[Tensor],
+                t_phi: Optional[Tensor]) -> Tuple[Tensor, ...]:
         in_dtype = student.dtype
         dtype = torch.float32 if in_dtype in (torch.float16,
                                               torch.bfloat16) else in_dtype
         s = student.detach().to(dtype)
         t = teacher.detach().to(dtype)
-        mask = mask.to(torch.bool)
-        num_classes = s.size(1)
+        if mask.dtype != dtype:
+            mask = mask.to(dtype)
+        rows_n, num_classes = s.shape
         if s_stats is None:
             s_stats = softmax_stats(s, temperature)
         if t_stats is None:
@@ -606,8 +652,10 @@ class _GroupedKLFunction(torch.autograd.Function):
             n_phi = mask.sum(dim=1)
         nonempty = torch.stack([n_phi > 0, n_phi < num_classes], dim=1)
         # Z_g = sum_{i in g} exp(z_i / T - shift_g), shift = row max.
-        z_s = _group_sums(es, s_stats.sumexp, mask, scratch, False)
-        z_t = _group_sums(et, t_stats.sumexp, mask, scratch, False)
+        z_s, z_t = _exp_group_sums((es, et),
+                                   (s_stats.sumexp, t_stats.sumexp),
+                                   (s_phi, t_phi), mask, scratch,
+                                   nonempty[:, 1])
         sh_s = s_stats.shift.unsqueeze(1).repeat(1, 2)
         sh_t = t_stats.shift.unsqueeze(1).repeat(1, 2)
         # A non-empty group whose sum (nearly) underflows with the row-max
@@ -618,8 +666,12 @@ class _GroupedKLFunction(torch.autograd.Function):
         if bad_rows.numel():
             _regroup_rows(bad_rows, s, temperature, es, mask, z_s, sh_s)
             _regroup_rows(bad_rows, t, temperature, et, mask, z_t, sh_t)
-        # D_g = sum_{i in g} e^T_i (t_i - s_i); E_{p_hat^T}[b - a] = D/(T Z).
-        cross = _cross_sums(s, t, et, mask, scratch, z_t)
+        # D_g = sum_{i in g} e^T_i (t_i - s_i), both groups summed directly;
+        # E_{p_hat^T}[b - a] = D_g / (T Z^T_g).
+        x = torch.sub(t, s, out=scratch).mul_(et)
+        d_phi = _dot(x, mask)
+        d_psi = x.addcmul_(x, mask, value=-1.0).sum(dim=1)
+        cross = torch.stack([d_phi, d_psi], dim=1)
 
         lse_s_g = sh_s + z_s.log()  # -inf for an empty group
         lse_t_g = sh_t + z_t.log()
@@ -662,17 +714,15 @@ class _GroupedKLFunction(torch.autograd.Function):
         g_b = g_bin.to(z_s.dtype).unsqueeze(1)
         # d/da_i, i in g: (g_g + g_b (P^S_g - P^T_g)) p_hat^S_i - g_g p_hat^T_i
         # with p_hat^S_i = e^S_i / Z^S_g, p_hat^T_i = e^T_i / Z^T_g, a = z/T.
-        c_s = (g_kl + g_b * (p_s - p_t)) / (z_s * temp)
-        c_t = g_kl / (z_t * temp)
-        zero = torch.zeros((), dtype=c_s.dtype, device=c_s.device)
-        c_s = torch.where(nonempty, c_s, zero)
-        c_t = torch.where(nonempty, c_t, zero)
-        es.mul_(torch.where(mask, c_s[:, :1], c_s[:, 1:], out=w))
-        torch.where(mask, c_t[:, :1], c_t[:, 1:], out=w)
-        grad = es.addcmul_(et, w, value=-1.0)
+        zero = torch.zeros((), dtype=z_s.dtype, device=z_s.device)
+        c_s = torch.where(nonempty, (g_kl + g_b * (p_s - p_t)) /
+                          (z_s * temp), zero)
+        c_t = torch.where(nonempty, g_kl / (z_t * temp), zero)
+        es.mul_(_group_coefficients(mask, c_s, w))
+        grad = es.addcmul_(et, _group_coefficients(mask, c_t, w), value=-1.0)
         if grad.dtype != ctx.in_dtype:
             grad = grad.to(ctx.in_dtype)
-        return grad, None, None, None, None, None, None, None
+        return (grad, ) + (None, ) * 9
 
 
 def grouped_kl_terms(student_logits: Tensor,
@@ -683,7 +733,10 @@ def grouped_kl_terms(student_logits: Tensor,
                      student_stats: Optional[SoftmaxStats] = None,
                      teacher_stats: Optional[SoftmaxStats] = None,
                      scratch: Optional[Tensor] = None,
-                     group_size: Optional[Tensor] = None) -> GroupedKLTerms:
+                     group_size: Optional[Tensor] = None,
+                     student_phi_exp_sum: Optional[Tensor] = None,
+                     teacher_phi_exp_sum: Optional[Tensor] = None
+                     ) -> GroupedKLTerms:
     r"""Within-group and binary KL divergences of GKD (eq. 5, 6, 9).
 
     With :math:`a = z^S / T`, :math:`b = z^T / T` and the groups
@@ -707,15 +760,16 @@ def grouped_kl_terms(student_logits: Tensor,
         _{\text{Secondary-KD}}
         + \underbrace{\mathrm{KL}(p_b^T \| p_b^S)}_{\text{Binary-KD}}
 
-    Everything is computed in log space (group log-sum-exps). An empty group
-    has KL 0 and mass 0. Gradients flow to ``student_logits`` only (the
-    teacher is constant); the backward pass is analytic and consumes the
-    internal buffers, so it can run once per forward.
+    Everything is evaluated in log space (group log-sum-exps). An empty
+    group has KL 0 and mass 0. Gradients flow to ``student_logits`` only
+    (the teacher is constant); the backward pass is analytic and consumes
+    the internal buffers, so it can run once per forward.
 
     Args:
         student_logits (Tensor): Student logits (B, C).
         teacher_logits (Tensor): Teacher logits (B, C).
-        primary_mask (Tensor): Bool (or 0/1) mask (B, C) of :math:`\Phi`.
+        primary_mask (Tensor): Mask (B, C) of :math:`\Phi`, bool or 0/1
+            float.
         temperature (float): The temperature :math:`T`. Defaults to 1.0.
         student_stats (SoftmaxStats, optional): :func:`softmax_stats` of the
             student at ``temperature``, shared with the ranking (consumed).
@@ -724,7 +778,12 @@ def grouped_kl_terms(student_logits: Tensor,
             Defaults to None.
         scratch (Tensor, optional): A (B, C) float buffer (consumed).
             Defaults to None.
-        group_size (Tensor, optional): :math:`|\Phi|` per row if known.
+        group_size (Tensor, optional): :math:`|\Phi|` per row, if known.
+            Defaults to None.
+        student_phi_exp_sum (Tensor, optional): Exact
+            :math:`\sum_{i \in \Phi}` ``student_stats.exp``, if known.
+            Defaults to None.
+        teacher_phi_exp_sum (Tensor, optional): Same for the teacher.
             Defaults to None.
 
     Returns:
@@ -738,7 +797,8 @@ def grouped_kl_terms(student_logits: Tensor,
     out = _GroupedKLFunction.apply(student_logits, teacher_logits,
                                    primary_mask, float(temperature),
                                    student_stats, teacher_stats, scratch,
-                                   group_size)
+                                   group_size, student_phi_exp_sum,
+                                   teacher_phi_exp_sum)
     return GroupedKLTerms(*out)
 
 
@@ -846,14 +906,53 @@ class GKDLoss(nn.Module):
         self.force_target = bool(force_target)
         self.loss_weight = float(loss_weight)
 
+    def _group(self, student: Tensor, teacher: Tensor,
+               gt_label: Optional[Tensor], stats: Tuple[SoftmaxStats,
+                                                        SoftmaxStats],
+               mask_out: Optional[Tensor], scratch: Optional[Tensor]
+               ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Primary mask (float 0/1), k and the ranking network's exact
+        primary ``exp`` sum (or None)."""
+        by_student = self.rank_by == 'student'
+        rank = student if by_student else teacher
+        rank_stats = stats[0] if by_student else stats[1]
+        num_classes = rank.size(1)
+        gt = None
+        if self.force_target:
+            if gt_label is None:
+                raise ValueError('force_target=True needs gt_label')
+            gt = gt_label
+        buffers = None if mask_out is None else (mask_out, scratch)
+        if self.k_mode == 'per_sample':
+            grouping = _per_sample_k(rank, self.tau, rank_stats, buffers)
+        else:
+            if self.k_mode == 'batch':
+                kb = select_batch_k(
+                    rank, self.tau, self.batch_k_step,
+                    rank_stats if self.temperature == 1.0 else None)
+            else:
+                kb = min(self.fixed_k, num_classes)
+            k = torch.full((rank.size(0), ), kb, dtype=torch.long,
+                           device=rank.device)
+            grouping = _topk_grouping(rank, k, buffers)
+        mask, tie_rows, swap = _grouping_mask(rank, grouping, gt, mask_out)
+        phi = grouping.phi_exp_sum
+        if phi is not None:
+            phi = phi.clone()
+            e = rank_stats.exp
+            if swap is not None:
+                rows, removed, added = swap
+                phi[rows] += e[rows, added] - e[rows, removed]
+            if tie_rows.numel():
+                phi[tie_rows] = (e[tie_rows] * mask[tie_rows]).sum(dim=1)
+        return mask, grouping.k, phi
+
     @torch.no_grad()
     def primary_mask(self,
                      student_logits: Tensor,
                      teacher_logits: Tensor,
-                     gt_label: Optional[Tensor] = None,
-                     _stats: Optional[Tuple[SoftmaxStats, SoftmaxStats]] = None,
-                     _scratch: Optional[Tensor] = None) -> Tensor:
-        """The primary-group mask (B, C) this loss uses for a batch.
+                     gt_label: Optional[Tensor] = None) -> Tensor:
+        """The primary-group mask this loss uses for a batch.
 
         Args:
             student_logits (Tensor): Student logits (B, C).
@@ -864,31 +963,10 @@ class GKDLoss(nn.Module):
         Returns:
             Tensor: Bool mask (B, C).
         """
-        if self.rank_by == 'student':
-            rank = student_logits.detach()
-            stats = None if _stats is None else _stats[0]
-        else:
-            rank = teacher_logits.detach()
-            stats = None if _stats is None else _stats[1]
-        rows_n, num_classes = rank.shape
-        gt = None
-        if self.force_target:
-            if gt_label is None:
-                raise ValueError('force_target=True needs gt_label')
-            gt = gt_label
-        if self.k_mode == 'per_sample':
-            if stats is None:
-                stats = softmax_stats(rank, self.temperature)
-            k, kth_val, kth_idx = _per_sample_k(rank, self.tau, stats,
-                                                _scratch)
-            return _mask_from_threshold(rank, k, kth_val, kth_idx, gt)
-        if self.k_mode == 'batch':
-            kb = select_batch_k(
-                rank, self.tau, self.batch_k_step,
-                stats if self.temperature == 1.0 else None)
-        else:
-            kb = min(self.fixed_k, num_classes)
-        return primary_group_mask(rank, kb, gt)
+        s, t = student_logits.detach(), teacher_logits.detach()
+        stats = (softmax_stats(s, self.temperature),
+                 softmax_stats(t, self.temperature))
+        return self._group(s, t, gt_label, stats, None, None)[0].bool()
 
     def forward(self,
                 student_logits: Tensor,
@@ -921,22 +999,22 @@ class GKDLoss(nn.Module):
         with torch.no_grad():
             s = student_logits.detach().to(dtype)
             t = teacher_logits.detach().to(dtype)
-            s_stats = softmax_stats(s, temp)
-            t_stats = softmax_stats(t, temp)
-            scratch = torch.empty_like(s_stats.exp)
-            mask = self.primary_mask(s, t, gt_label, (s_stats, t_stats),
-                                     scratch)
-            k_long = mask.sum(dim=1)
-            k = k_long.to(dtype)
+            stats = (softmax_stats(s, temp), softmax_stats(t, temp))
+            mask = torch.empty_like(s)
+            scratch = torch.empty_like(s)
+            mask, k, phi = self._group(s, t, gt_label, stats, mask, scratch)
+        by_student = self.rank_by == 'student'
         terms = grouped_kl_terms(
             student_logits,
             teacher_logits,
             mask,
             temp,
-            student_stats=s_stats,
-            teacher_stats=t_stats,
+            student_stats=stats[0],
+            teacher_stats=stats[1],
             scratch=scratch,
-            group_size=k_long)
+            group_size=k,
+            student_phi_exp_sum=phi if by_student else None,
+            teacher_phi_exp_sum=None if by_student else phi)
         lam1 = terms.p_phi_t if self.lambda1 == 'p_phi_t' else self.lambda1
         per_sample = lam1 * terms.primary_kd
         if self.lambda2 != 0:
@@ -946,6 +1024,7 @@ class GKDLoss(nn.Module):
         elif self.lambda3 != 0:
             per_sample = per_sample + self.lambda3 * terms.secondary_kd
         loss = per_sample.mean() * (self.loss_weight * temp * temp)
+        k = k.to(dtype)
         return dict(
             loss=loss,
             primary_kd=terms.primary_kd.detach().mean(),
