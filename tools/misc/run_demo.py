@@ -28,7 +28,7 @@ STAGES = [
     ('teacher IR18-w16', 'configs/demo/arcface_r18_synth.py', TEACHER_CKPT),
     ('student MBF-slim', 'configs/demo/arcface_mbf_synth.py', None),
     ('KD (T=4)', 'configs/demo/kd_r18_mbf_synth.py', None),
-    ('GKD (tau=0.93)', 'configs/demo/gkd_r18_mbf_synth.py', None),
+    ('GKD (tau=0.93, T=4)', 'configs/demo/gkd_r18_mbf_synth.py', None),
 ]
 
 
