@@ -21,20 +21,33 @@ Every equation lives in one helper:
 Implementation notes (speed, numerics):
 
 * :math:`k` is found without sorting the :math:`C` classes
-  (:func:`_descending_window`): a strided column sample places a value band
+  (:func:`_descending_window`): a column sample (about
+  :math:`8\sqrt{C}` classes, read in cache-line blocks) places a value band
   around the point where the cumulative mass reaches :math:`\tau`, one exact
-  masked sum gives the mass above the band, and only the band (a few % of
-  the classes) is extracted and refined recursively, so the sorted cumulative
-  sum is only materialised near :math:`\tau`.
+  masked sum gives the mass above the band, the band (a few % of the
+  classes) is extracted, checked exactly (rows it missed are repaired on a
+  row subset) and refined recursively, so a sorted cumulative sum is only
+  ever materialised for ~:math:`10^2` classes around :math:`\tau`. The
+  result is exact (it equals the argmin over the fully sorted cumulative
+  sum up to floating-point summation order). A growing top-:math:`k` was not
+  used: for a freshly initialised student :math:`k \approx 0.09 C`, and
+  ``topk`` of that size costs more than a whole KD step.
 * :math:`\Phi` is a float 0/1 mask built by one comparison against the value
-  of the :math:`k`-th ranked class (ties resolved with an exact top-k).
+  of the :math:`k`-th ranked class (ties resolved with an exact top-k); float
+  masks are used because boolean masked ops are several times slower on CPU.
 * :func:`grouped_kl_terms` is a fused autograd function: the exponentials
   :math:`e^{z/T - \max}` of both networks are computed once and shared with
   the ranking (whose exact primary mass is reused), every group quantity is
   a masked sum evaluated in log space (a per-group shift where a group would
-  underflow, so empty or tiny groups never give NaN/inf), and the backward
-  pass writes the analytic gradient in place: one call materialises four
-  :math:`B \times C` float tensors in total.
+  underflow, a direct sum where a difference would cancel, so empty or tiny
+  groups never give NaN/inf), and the backward pass writes the analytic
+  gradient in place: one call materialises four :math:`B \times C` float
+  tensors in total, and on CPU three of them are reused across steps
+  (``reuse_buffers``), since page-faulting fresh buffers costs as much as
+  the arithmetic.
+* Small and mid-size work of the search runs on one intra-op thread
+  (:class:`_SerialSection`): on a busy machine every parallel region stalls
+  when a worker is descheduled.
 """
 from typing import Dict, NamedTuple, Optional, Tuple, Union
 
@@ -100,11 +113,31 @@ def softmax_stats(logits: Tensor,
 # Where a descending cumulative sum crosses a level, without a full sort
 # --------------------------------------------------------------------------
 
-_SORT_LIMIT = 2048  # rows at most this wide are simply sorted
-_SAMPLE = 2048  # strided column sample used to place the band
+_SAMPLE = (1024, 512)  # strided column sample at depth 0 / inside a band
+_SAMPLE_PER_SQRT_C = 8  # depth 0 samples max(1024, 8 sqrt(C)) columns
 _Z_SCORE = 4.0  # band half-width in standard errors of the estimate
 _MAX_DEPTH = 6
 _WINDOW_HALF = 64  # a returned window spans the crossing +- this many
+
+
+class _SerialSection:
+    """Run a section on one intra-op thread.
+
+    The band search issues many small and mid-size ops (sample statistics,
+    verification, the search inside the compact band). As parallel regions
+    they gain little, and each stalls whenever a worker thread is
+    descheduled on a busy machine. Full (B, C) passes stay parallel.
+    """
+
+    def __enter__(self):
+        self.threads = torch.get_num_threads()
+        if self.threads > 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.threads > 1:
+            torch.set_num_threads(self.threads)
+        return False
 
 
 class _Window(NamedTuple):
@@ -152,7 +185,7 @@ def _descending_window(values: Tensor,
                        weights: Optional[Tensor],
                        need: Tensor,
                        total: Tensor,
-                       buffers: Optional[Tuple[Tensor, Tensor]] = None,
+                       buffers: Optional[Tuple[Tensor, ...]] = None,
                        depth: int = 0) -> _Window:
     """Locate, per row, where the descending cumulative weight reaches
     ``need`` without sorting whole rows.
@@ -170,140 +203,375 @@ def _descending_window(values: Tensor,
             numerators); None counts elements.
         need (Tensor): (R,) target cumulative weight, ``0 < need <= total``.
         total (Tensor): (R,) exact total weight of each row.
-        buffers (tuple[Tensor, Tensor], optional): two (R, n) buffers of
-            ``values.dtype`` for the masks. Defaults to None.
+        buffers (tuple[Tensor, ...], optional): two (R, n) buffers of
+            ``values.dtype`` for the masks, optionally a third of dtype bool.
+            Defaults to None.
         depth (int): Recursion depth.
 
     Returns:
         _Window: A window (at most ``2 * _WINDOW_HALF + 1`` wide after a
         sort) whose ``cum`` reaches ``need`` when ``total`` does.
     """
-    if values.size(1) <= _SORT_LIMIT or depth >= _MAX_DEPTH:
+    if values.size(1) <= 4 * _sample_size(values.size(1), depth) \
+            or depth >= _MAX_DEPTH:
         return _sorted_window(values, weights, need)
     return _band_window(values, weights, need, total, buffers, depth)
 
 
-def _band_thresholds(values: Tensor, weights: Optional[Tensor], need: Tensor,
-                     total: Tensor, z_score: float) -> Tuple[Tensor, Tensor]:
+class _Sample(NamedTuple):
+    """A strided column sample of the rows (see :func:`_band_thresholds`):
+    its top ``m`` entries sorted in descending order, plus totals over the
+    whole sample."""
+    values: Tensor  # (R, m) descending
+    weights: Tensor  # (R, m) aligned weights (0 for padding)
+    stride: float  # columns represented by each sampled column
+    total: Tensor  # (R, 1) weight of the whole sample
+    total2: Tensor  # (R, 1) sum of squared weights of the whole sample
+    count: Tensor  # (R, 1) number of real (non-padding) sampled columns
+
+
+def _sample_size(n: int, depth: int) -> int:
+    if depth > 0:
+        return _SAMPLE[1]
+    return max(_SAMPLE[0], int(_SAMPLE_PER_SQRT_C * n**0.5))
+
+
+def _strided_columns(x: Tensor, stride: int, block: int) -> Tensor:
+    """Columns ``x[:, j]`` for ``j % stride < block``: ``block`` contiguous
+    columns (one cache line) every ``stride``, i.e. one in ``stride /
+    block`` columns without touching the rest of the rows' memory."""
+    if block <= 1:
+        return x[:, ::stride]
+    rows_n, n = x.shape
+    groups = n // stride
+    if groups == 0:
+        return x
+    return x[:, :groups * stride].unfold(1, block, stride).reshape(rows_n, -1)
+
+
+def _sorted_sample(sv: Tensor, sw: Tensor, stride: float,
+                   top: Optional[int] = None) -> _Sample:
+    """Sort (the ``top`` largest of) a sample and attach its totals."""
+    total = sw.sum(dim=1, keepdim=True)
+    total2 = (sw * sw).sum(dim=1, keepdim=True)
+    count = (sw > 0).sum(dim=1, keepdim=True).clamp(min=1).to(sw.dtype)
+    if top is None or top >= sv.size(1):
+        sv, order = sv.sort(dim=1, descending=True)
+    else:
+        sv, order = sv.topk(top, dim=1)
+    return _Sample(sv, sw.gather(1, order), stride, total, total2, count)
+
+
+def _take_sample(values: Tensor, weights: Optional[Tensor], need: Tensor,
+                 total: Tensor, depth: int) -> _Sample:
+    """Strided column sample of the rows; only its top part (down to where
+    a 1/8 sub-sample places the band's lower end, with a wide margin) is
+    sorted."""
+    n = values.size(1)
+    size = _sample_size(n, depth)
+    # Wide rows: 16-column blocks (one cache line) every ``stride`` columns.
+    block = 16 if n >= 32 * size else 1
+    stride = max(n * block // size, 1)
+    sv = _strided_columns(values, stride, block).contiguous()
+    if depth > 0:  # padded compact rows
+        keep = torch.isfinite(sv)
+        sw = keep.to(torch.float64) if weights is None \
+            else _strided_columns(weights, stride, block) * keep
+    elif weights is None:
+        sw = torch.ones(sv.shape, dtype=torch.float64, device=sv.device)
+    else:
+        sw = _strided_columns(weights, stride, block).contiguous()
+    size = sv.size(1)
+    top = None
+    if size >= 1024:
+        sub = _sorted_sample(sv[:, ::8], sw[:, ::8], n / sv[:, ::8].size(1))
+        lo_sub, _ = _band_thresholds(sub, need, total, 3 * _Z_SCORE)
+        deep = int((sv >= lo_sub.unsqueeze(1)).sum(dim=1).max())
+        top = min(size, deep + 64)
+    return _sorted_sample(sv, sw, n / size, top)
+
+
+def _band_thresholds(sample: _Sample, need: Tensor, total: Tensor,
+                     z_score: float) -> Tuple[Tensor, Tensor]:
     """Estimate a value band ``[lo, hi]`` that contains the crossing.
 
-    A strided column sample estimates (Horvitz-Thompson) the weight *below*
-    a value; its target ``total - need`` is exact and the estimate's
-    variance only involves the small weights below the crossing, so heavy
-    tails (a few dominant, unsampled classes) cost nothing: the band then
-    reaches up to ``hi = +inf``. Elements ``> hi`` are "above"; the band is
-    ``lo <= x <= hi``. ``z_score`` sets the safety margin.
+    The sample estimates (Horvitz-Thompson) the weight *below* a value; its
+    target ``total - need`` is exact and the estimate's variance only
+    involves the small weights below the crossing, so a few dominant
+    (unsampled) classes cost nothing: the band then reaches up to
+    ``hi = +inf``. Elements ``> hi`` are "above"; the band is
+    ``lo <= x <= hi``. ``z_score`` sets the safety margin; a miss is
+    detected exactly and repaired by :func:`_lower_lo`.
     """
-    stride = max(values.size(1) // _SAMPLE, 1)
-    sv = values[:, ::stride]
-    keep = torch.isfinite(sv)
-    sw = keep.to(torch.float64) if weights is None \
-        else weights[:, ::stride] * keep
-    sv, order = sv.sort(dim=1, descending=True)
-    sw = sw.gather(1, order)
-    n_keep = keep.sum(dim=1).clamp(min=1).to(sw.dtype)
-    # Sample weight strictly below each sorted position.
-    below = sw.flip(1).cumsum(1).flip(1) - sw
-    below2 = (sw * sw).flip(1).cumsum(1).flip(1) - sw * sw
-    target = total - need  # exact weight below the crossing (+- 1 element)
-    est = stride * below
+    sv, sw, stride = sample.values, sample.weights, sample.stride
+    n_keep = sample.count
+    # sample weight strictly below each (sorted) position
+    below = sample.total - sw.cumsum(dim=1)
+    below2 = sample.total2 - (sw * sw).cumsum(dim=1)
+    target = (total - need).unsqueeze(1)  # exact weight below the crossing
+    est = below * stride
     n_s = sv.size(1)
-    p_star = (est > target.unsqueeze(1)).sum(dim=1).clamp(max=n_s - 1)
-    s1 = below.gather(1, p_star.unsqueeze(1)).squeeze(1)
-    s2 = below2.gather(1, p_star.unsqueeze(1)).squeeze(1)
-    var = (s2 - s1 * s1 / n_keep).clamp(min=0)
+    p_star = (est > target).sum(dim=1, keepdim=True).clamp(max=n_s - 1)
+    s1 = below.gather(1, p_star)
+    var = (below2.gather(1, p_star) - s1 * s1 / n_keep).clamp(min=0)
     # granularity: weight of the sample element just above the crossing
-    gran = sw.gather(1, (p_star - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
-    gran = torch.where(p_star > 0, gran, torch.zeros_like(gran))
+    gran = sw.gather(1, (p_star - 1).clamp(min=0)) * (p_star > 0)
     delta = stride * (z_score * var.sqrt() + 2 * gran)
     # hi: lowest sample value whose estimated weight at-or-below exceeds
     # target + delta, so that the weight above hi stays below need.
-    incl = est + stride * sw
-    q_hi = (incl >= (target + delta).unsqueeze(1)).sum(dim=1) - 1
-    hi = sv.gather(1, q_hi.clamp(min=0).unsqueeze(1)).squeeze(1)
+    q_hi = (est + stride * sw >= target + delta).sum(dim=1, keepdim=True) - 1
+    hi = sv.gather(1, q_hi.clamp(min=0))
     hi = torch.where((q_hi >= 0) & torch.isfinite(hi), hi,
                      torch.full_like(hi, float('inf')))
     # lo: highest sample value with estimated weight strictly below it at
-    # most target - delta, so that the weight at-or-above lo reaches need.
-    q_lo = (est > (target - delta).unsqueeze(1)).sum(dim=1)
-    lo = sv.gather(1, q_lo.clamp(max=n_s - 1).unsqueeze(1)).squeeze(1)
-    lo_ok = (q_lo < n_s) & torch.isfinite(lo) & (target - delta > 0)
-    lo = torch.where(lo_ok, lo,
-                     torch.full_like(lo, torch.finfo(values.dtype).min))
-    return torch.minimum(lo, hi), hi
+    # most target - delta (target / 2 when the margin eats the target).
+    level = torch.where(target - delta > 0, target - delta, target / 2)
+    q_lo = (est > level).sum(dim=1, keepdim=True)
+    lo = sv.gather(1, q_lo.clamp(max=n_s - 1))
+    lo = torch.where((q_lo < n_s) & torch.isfinite(lo), lo,
+                     torch.full_like(lo, torch.finfo(sv.dtype).min))
+    return torch.minimum(lo, hi).squeeze(1), hi.squeeze(1)
 
 
-def _band_window(values: Tensor, weights: Optional[Tensor], need: Tensor,
-                 total: Tensor, buffers: Optional[Tuple[Tensor, Tensor]],
+def _lower_lo(sample: _Sample, lo: Tensor, mass_ge: Tensor, need: Tensor,
+              z_score: float) -> Tensor:
+    """A lower ``lo`` for rows whose exact weight at-or-above ``lo``
+    (``mass_ge``) falls short of ``need``: walk down the sample from ``lo``
+    until the estimated extra weight covers the shortfall with a margin.
+    Only weights below the old ``lo`` enter, so the estimate is tight."""
+    sv, sw, stride = sample.values, sample.weights, sample.stride
+    below_lo = (sv < lo.unsqueeze(1)).to(sw.dtype)
+    w = sw * below_lo
+    acc = w.cumsum(dim=1) * stride
+    acc2 = (w * w).cumsum(dim=1) * stride * stride
+    short = (need - mass_ge).unsqueeze(1)
+    ok = (acc - z_score * acc2.sqrt() - 2 * stride * w >= short) \
+        & (below_lo > 0)
+    first = torch.where(ok.any(dim=1), ok.float().argmax(dim=1),
+                        torch.full_like(lo, -1, dtype=torch.long))
+    new = sv.gather(1, first.clamp(min=0).unsqueeze(1)).squeeze(1)
+    lowest = torch.full_like(lo, torch.finfo(lo.dtype).min)
+    return torch.where((first >= 0) & torch.isfinite(new), new, lowest)
+
+
+def _above_masses(values: Tensor,
+                  weights: Optional[Tensor],
+                  hi: Tensor,
+                  lo: Tensor,
+                  above_buf: Tensor,
+                  band_buf: Tensor,
+                  flags: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Exact count and weight of the elements above ``hi``; leaves the band
+    ``lo <= x <= hi`` as a 0/1 float mask in ``band_buf`` and returns its
+    flat (row-major) indices."""
+    rows_n = values.size(0)
+    if bool(torch.isfinite(hi).any()):
+        above = torch.gt(values, hi.unsqueeze(1), out=above_buf)
+        n_above = above.sum(dim=1).long()
+        if weights is None:
+            c_above = n_above.to(torch.float64)
+        else:
+            c_above = torch.mul(weights, above, out=band_buf).sum(dim=1)
+        band = torch.ge(values, lo.unsqueeze(1), out=band_buf)
+        band.sub_(above)  # lo <= x <= hi (above lies inside >= lo)
+    else:  # no row has elements above its band
+        n_above = torch.zeros(rows_n, dtype=torch.long, device=values.device)
+        c_above = torch.zeros(
+            rows_n,
+            dtype=torch.float64 if weights is None else weights.dtype,
+            device=values.device)
+        band = torch.ge(values, lo.unsqueeze(1), out=band_buf)
+    if flags is None:
+        flags = torch.empty(band.shape, dtype=torch.bool, device=band.device)
+    flat = flags.copy_(band).view(-1).nonzero().squeeze(1)
+    return n_above, c_above, flat
+
+
+class _Band(NamedTuple):
+    """Extracted band entries of some rows of a (R, n) matrix."""
+    rows: Tensor  # (R',) rows of the matrix, in output order
+    flat: Tensor  # (N,) flat indices into the matrix, grouped by row
+    r_out: Tensor  # (N,) output row (position in ``rows``) of each entry
+    need: Tensor  # (R',) weight still needed inside the band
+    n_above: Tensor  # (R',)
+    c_above: Tensor  # (R',)
+    mass: Tensor  # (R',) exact band weight
+
+
+def _band_window(values: Tensor,
+                 weights: Optional[Tensor],
+                 need: Tensor,
+                 total: Tensor,
+                 buffers: Optional[Tuple[Tensor, ...]],
                  depth: int) -> _Window:
-    """Place a band by sampling, verify it with exact masked sums, extract
-    it and recurse (see :func:`_descending_window`)."""
+    """Place a band by sampling, extract it, verify it exactly (repairing
+    the rows it missed on a row subset) and recurse (see
+    :func:`_descending_window`)."""
     rows_n, n = values.shape
-    device = values.device
-    lowest = torch.finfo(values.dtype).min
-    cdtype = torch.float64 if weights is None else weights.dtype
+    values = values.contiguous()
+    # NB: row subsets use x[rows]; x.index_select(0, rows) on wide rows is
+    # pathologically slow with several threads on a busy CPU.
     if buffers is None:
         buffers = (torch.empty_like(values), torch.empty_like(values))
-    above_buf, band_buf = buffers
-    lo, hi = _band_thresholds(values, weights, need, total, _Z_SCORE)
+    sample = _take_sample(values, weights, need, total, depth)
+    with _SerialSection():
+        lo, hi = _band_thresholds(sample, need, total, _Z_SCORE)
+        # Few elements above the band: extracting them is cheaper than the
+        # passes that would exclude them.
+        n_hi = (sample.values > hi.unsqueeze(1)).sum() * sample.stride
+        if bool(n_hi < 0.04 * values.numel()):
+            hi = torch.full_like(hi, float('inf'))
+    bands = []
+    rows = torch.arange(rows_n, device=values.device)
+    bufs = buffers
     for attempt in range(3):
-        band = torch.ge(values, lo.unsqueeze(1), out=band_buf)
-        if bool(torch.isfinite(hi).any()):
-            above = torch.gt(values, hi.unsqueeze(1), out=above_buf)
-            band.sub_(above)  # lo <= x <= hi (above lies inside >= lo)
-            n_above = above.sum(dim=1).long()
-            if weights is None:
-                c_above = n_above.to(torch.float64)
-            else:
-                c_above = torch.bmm(weights.unsqueeze(1),
-                                    above.unsqueeze(2)).view(rows_n)
-        else:  # no row has elements above its band
-            n_above = torch.zeros(rows_n, dtype=torch.long, device=device)
-            c_above = torch.zeros(rows_n, dtype=cdtype, device=device)
-        r_idx, c_idx = band.bool().nonzero(as_tuple=True)
-        b_val = values[r_idx, c_idx]
-        if weights is None:
-            b_w = None
-            b_mass = torch.bincount(r_idx, minlength=rows_n).to(torch.float64)
+        if attempt:
+            v = values[rows]
+            w = None if weights is None else weights[rows]
+            bufs = (torch.empty_like(v), torch.empty_like(v))
         else:
-            b_w = weights[r_idx, c_idx]
-            b_mass = c_above.new_zeros(rows_n).index_add_(0, r_idx, b_w)
-        fail_hi = c_above >= need
-        fail_lo = c_above + b_mass < need
-        if attempt == 2 or not bool((fail_hi | fail_lo).any()):
+            v, w = values, weights
+        masses = _above_masses(v, w, hi, lo, *bufs)
+        with _SerialSection():
+            retry = _verify_band(bands, masses, w, rows, need, n, attempt,
+                                 sample, lo, hi)
+        if retry is None:
             break
-        # Widen the band where the estimate missed: first a 3x wider
-        # margin, then the always-valid bounds.
-        if attempt == 0:
-            lo2, hi2 = _band_thresholds(values, weights, need, total,
-                                        3 * _Z_SCORE)
-        else:
-            lo2 = torch.full_like(lo, lowest)
-            hi2 = torch.full_like(hi, float('inf'))
-        hi = torch.where(fail_hi, torch.maximum(hi2, hi), hi)
-        lo = torch.minimum(torch.where(fail_lo, torch.minimum(lo2, lo), lo),
-                           hi)
-    # Pack the ragged band into a padded (R, width) array.
-    counts = torch.bincount(r_idx, minlength=rows_n)
-    width = max(int(counts.max()), 1)
+        rows, lo, hi = retry
+    if len(bands) == 1:
+        return _pack_and_recurse(values, weights, bands[0], depth)
+    return _merge_windows(
+        rows_n, [(b.rows, _pack_and_recurse(values, weights, b, depth))
+                 for b in bands if b.rows.numel()])
+
+
+def _verify_band(bands: list, masses: Tuple[Tensor, Tensor, Tensor],
+                 w: Optional[Tensor], rows: Tensor, need: Tensor, n: int,
+                 attempt: int, sample: _Sample, lo: Tensor, hi: Tensor
+                 ) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+    """Check the extracted band of ``rows`` exactly; append the rows that
+    hold the crossing to ``bands`` and return (rows, lo, hi) to retry for
+    the others (None when all are done)."""
+    n_above, c_above, flat = masses
+    r_idx = torch.div(flat, n, rounding_mode='floor')
+    if w is None:
+        b_mass = torch.bincount(r_idx, minlength=rows.numel()).to(
+            torch.float64)
+    else:
+        b_mass = c_above.new_zeros(rows.numel()).index_add_(
+            0, r_idx, w.reshape(-1).index_select(0, flat))
+    fail_hi = c_above >= need[rows]
+    fail_lo = c_above + b_mass < need[rows]
+    bad = fail_hi | fail_lo
+    if attempt == 2 or not bool(bad.any()):
+        if attempt:  # flat indices into the full matrix
+            flat = flat + (rows[r_idx] - r_idx) * n
+        bands.append(
+            _Band(rows, flat, r_idx, need[rows] - c_above, n_above, c_above,
+                  b_mass))
+        return None
+    good = ~bad
+    keep = good[r_idx]
+    r_good = torch.cumsum(good.long(), 0) - 1
+    r_keep = r_idx[keep]
+    bands.append(
+        _Band(rows[good], flat[keep] + (rows[r_keep] - r_keep) * n,
+              r_good[r_keep], need[rows[good]] - c_above[good],
+              n_above[good], c_above[good], b_mass[good]))
+    # Repair the missed rows: no "above" set where it held too much, a lower
+    # lo (anchored on the exact mass) where it held too little, and at the
+    # last attempt the always-valid lowest value.
+    sub = bad.nonzero().squeeze(1)
+    lo_r, hi_r = lo[sub], hi[sub]
+    hi_r = torch.where(fail_hi[sub], torch.full_like(hi_r, float('inf')),
+                       hi_r)
+    if attempt == 0:
+        new_lo = _lower_lo(
+            _Sample(*(f[rows[sub]] if isinstance(f, Tensor) else f
+                      for f in sample)), lo_r, (c_above + b_mass)[sub],
+            need[rows[sub]], 2 * _Z_SCORE)
+        lo_r = torch.where(fail_lo[sub], torch.minimum(new_lo, lo_r), lo_r)
+    else:
+        lo_r = torch.where(fail_lo[sub],
+                           torch.full_like(lo_r, torch.finfo(lo.dtype).min),
+                           lo_r)
+    return rows[sub], torch.minimum(lo_r, hi_r), hi_r
+
+
+def _pack_and_recurse(values: Tensor, weights: Optional[Tensor], band: _Band,
+                      depth: int) -> _Window:
+    """Pack the band entries into a padded (R', width) array and search it.
+    Rows whose band is far wider than the others (e.g. massive ties) are
+    searched separately so that they do not inflate everybody's width."""
+    n = values.size(1)
+    device = values.device
+    rows_n = band.rows.numel()
+    counts = torch.bincount(band.r_out, minlength=rows_n)
+    typical = int(counts.float().median()) + _SAMPLE[1]
+    wide = counts > 4 * typical
+    if bool(wide.any()) and not bool(wide.all()):
+        parts = []
+        for sel in (wide, ~wide):
+            keep = sel[band.r_out]
+            remap = torch.cumsum(sel.long(), 0) - 1
+            sub = _Band(band.rows[sel], band.flat[keep],
+                        remap[band.r_out[keep]], band.need[sel],
+                        band.n_above[sel], band.c_above[sel], band.mass[sel])
+            parts.append((sel.nonzero().squeeze(1),
+                          _pack_and_recurse(values, weights, sub, depth)))
+        return _merge_windows(rows_n, parts)
+    width = max(int(counts.max()), 1) if rows_n else 1
     starts = counts.cumsum(0) - counts
-    pos = torch.arange(r_idx.numel(), device=device) - starts[r_idx]
-    p_val = values.new_full((rows_n, width), float('-inf'))
-    p_val[r_idx, pos] = b_val
-    p_idx = torch.zeros((rows_n, width), dtype=torch.long, device=device)
-    p_idx[r_idx, pos] = c_idx
+    dest = torch.arange(band.flat.numel(), device=device) + \
+        (band.r_out * width - starts[band.r_out])
+    p_val = values.new_full((rows_n * width, ), float('-inf'))
+    p_val = p_val.index_copy_(0, dest, values.view(-1).index_select(
+        0, band.flat)).view(rows_n, width)
+    p_idx = torch.zeros(rows_n * width, dtype=torch.long, device=device)
+    p_idx = p_idx.index_copy_(0, dest, band.flat.remainder(n)).view(
+        rows_n, width)
     if weights is None:
         p_w = None
     else:
-        p_w = weights.new_zeros((rows_n, width))
-        p_w[r_idx, pos] = b_w
+        p_w = weights.new_zeros(rows_n * width)
+        p_w = p_w.index_copy_(0, dest, weights.reshape(-1).index_select(
+            0, band.flat)).view(rows_n, width)
     # A band that does not halve the width (massive ties) is sorted.
     sub_depth = depth + 1 if 2 * width <= n else _MAX_DEPTH
-    sub = _descending_window(p_val, p_w, need - c_above, b_mass, None,
-                             sub_depth)
+    with _SerialSection():
+        sub = _descending_window(p_val, p_w, band.need, band.mass, None,
+                                 sub_depth)
     return _Window(sub.values, p_idx.gather(1, sub.index),
-                   sub.cum + c_above.unsqueeze(1), sub.n_above + n_above,
-                   sub.c_above + c_above)
+                   sub.cum + band.c_above.unsqueeze(1),
+                   sub.n_above + band.n_above,
+                   sub.c_above + band.c_above)
+
+
+def _merge_windows(rows_n: int, parts) -> _Window:
+    """Merge windows computed for disjoint row sets ``(rows, window)``."""
+    width = max(w.values.size(1) for _, w in parts)
+    out = None
+    for rows, win in parts:
+        extra = width - win.values.size(1)
+        fields = [win.values, win.index, win.cum]
+        if extra:
+            r = win.values.size(0)
+            fields = [
+                torch.cat([win.values,
+                           win.values.new_full((r, extra), float('-inf'))],
+                          1),
+                torch.cat([win.index, win.index.new_zeros((r, extra))], 1),
+                torch.cat([win.cum, win.cum[:, -1:].expand(-1, extra)], 1)
+            ]
+        if out is None:
+            out = [f.new_zeros((rows_n, width)) for f in fields] + [
+                win.n_above.new_zeros(rows_n),
+                win.c_above.new_zeros(rows_n)
+            ]
+        for dst, src in zip(out, fields + [win.n_above, win.c_above]):
+            dst[rows] = src
+    return _Window(*out)
 
 
 # --------------------------------------------------------------------------
@@ -324,7 +592,7 @@ class _Grouping(NamedTuple):
 def _per_sample_k(ranking_logits: Tensor,
                   tau: float,
                   stats: SoftmaxStats,
-                  buffers: Optional[Tuple[Tensor, Tensor]] = None
+                  buffers: Optional[Tuple[Tensor, ...]] = None
                   ) -> _Grouping:
     """Eq. 3 per row (see :func:`select_primary_k`)."""
     r = ranking_logits.detach()
@@ -443,7 +711,7 @@ def select_batch_k(ranking_logits: Tensor,
 
 def _topk_grouping(ranking_logits: Tensor,
                    k: Tensor,
-                   buffers: Optional[Tuple[Tensor, Tensor]] = None
+                   buffers: Optional[Tuple[Tensor, ...]] = None
                    ) -> _Grouping:
     """Value and column of the k-th largest entry per row (count mode)."""
     r = ranking_logits.detach()
@@ -464,8 +732,8 @@ def _topk_grouping(ranking_logits: Tensor,
 
 
 def _grouping_mask(ranking_logits: Tensor, grouping: _Grouping,
-                   gt_label: Optional[Tensor],
-                   out: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+                   gt_label: Optional[Tensor], out: Optional[Tensor]
+                   ) -> Tuple[Tensor, Tensor, Optional[Tuple[Tensor, ...]]]:
     """Float 0/1 mask of Phi (+ forced target) from a :class:`_Grouping`.
 
     Returns the mask and the rows whose ``phi_exp_sum`` must be recomputed
@@ -557,9 +825,9 @@ class GroupedKLTerms(NamedTuple):
 _SHARE_LIMIT = 2.0**-10  # below this share a group is not a difference
 
 
-def _dot(x: Tensor, mask: Tensor) -> Tensor:
-    """Row-wise dot products of (B, C) tensors without a temporary."""
-    return torch.bmm(x.unsqueeze(1), mask.unsqueeze(2)).view(x.size(0))
+def _masked_sum(x: Tensor, mask: Tensor, scratch: Tensor) -> Tensor:
+    """Row sums of ``x * mask`` through a scratch buffer."""
+    return torch.mul(x, mask, out=scratch).sum(dim=1)
 
 
 def _exp_group_sums(exps: Tuple[Tensor, Tensor], totals: Tuple[Tensor,
@@ -569,39 +837,73 @@ def _exp_group_sums(exps: Tuple[Tensor, Tensor], totals: Tuple[Tensor,
                     psi_nonempty: Tensor) -> Tuple[Tensor, Tensor]:
     """(B, 2) sums of each ``exp`` over Phi and Psi.
 
-    Phi is a masked dot product (or the exact ``hint`` from the ranking),
-    Psi the difference to the row total, except where Psi's share is below
+    Phi is a masked sum (or the exact ``hint`` from the ranking), Psi the
+    difference to the row total, except where Psi's share is below
     ``_SHARE_LIMIT``: there it is summed directly too (no cancellation).
     """
-    phis = [h if h is not None else _dot(e, mask) for e, h in zip(exps, hints)]
+    phis = [h if h is not None else _masked_sum(e, mask, scratch)
+            for e, h in zip(exps, hints)]
     psis = [torch.where(psi_nonempty, tot - phi, torch.zeros_like(phi))
             for tot, phi in zip(totals, phis)]
     risky = [psi_nonempty & (psi < _SHARE_LIMIT * tot)
              for psi, tot in zip(psis, totals)]
     n_risky = int((risky[0] | risky[1]).sum())
     if n_risky > mask.size(0) // 4:
-        psi_mask = torch.sub(torch.ones((), dtype=mask.dtype,
-                                        device=mask.device), mask,
-                             out=scratch)
         for i, e in enumerate(exps):
             if bool(risky[i].any()):
-                psis[i] = torch.where(risky[i], _dot(e, psi_mask), psis[i])
+                direct = torch.addcmul(e, e, mask, value=-1.0,
+                                       out=scratch).sum(dim=1)
+                psis[i] = torch.where(risky[i], direct, psis[i])
     elif n_risky:
         for i, e in enumerate(exps):
             rows = risky[i].nonzero().squeeze(1)
             if rows.numel():
-                keep = 1 - mask.index_select(0, rows)
-                psis[i][rows] = (e.index_select(0, rows) * keep).sum(dim=1)
+                keep = 1 - mask[rows]
+                psis[i][rows] = (e[rows] * keep).sum(dim=1)
     return (torch.stack([phis[0], psis[0]], dim=1),
             torch.stack([phis[1], psis[1]], dim=1))
+
+
+def _cross_sums(s: Tensor, t: Tensor, et: Tensor, mask: Tensor,
+                scratch: Tensor, z_t: Tensor,
+                nonempty: Tensor) -> Tensor:
+    """(B, 2) group sums of ``e^T_i (t_i - s_i)`` over Phi and Psi.
+
+    The group with the smaller teacher mass in most rows is summed directly,
+    the other one is the difference to the total; rows where that difference
+    would cancel (its teacher share below ``_SHARE_LIMIT``) are summed
+    directly as well.
+    """
+    share_phi = z_t[:, 0] / z_t.sum(dim=1)
+    direct_phi = bool((share_phi < 0.5).sum() * 2 >= share_phi.numel())
+    x = torch.sub(t, s, out=scratch).mul_(et)
+    total = x.sum(dim=1)
+    if direct_phi:
+        direct = x.mul_(mask).sum(dim=1)
+    else:
+        direct = x.addcmul_(x, mask, value=-1.0).sum(dim=1)
+    other = total - direct
+    other_share = 1 - share_phi if direct_phi else share_phi
+    other_nonempty = nonempty[:, 1] if direct_phi else nonempty[:, 0]
+    other = torch.where(other_nonempty, other, torch.zeros_like(other))
+    rows = (other_nonempty & (other_share < _SHARE_LIMIT)).nonzero()
+    rows = rows.squeeze(1)
+    if rows.numel():
+        m = mask[rows]
+        keep = 1 - m if direct_phi else m
+        xr = (t[rows] - s[rows]) \
+            * et[rows]
+        other[rows] = (xr * keep).sum(dim=1)
+    pair = (direct, other) if direct_phi else (other, direct)
+    return torch.stack(pair, dim=1)
 
 
 def _regroup_rows(rows: Tensor, z: Tensor, temperature: float, e: Tensor,
                   mask: Tensor, sums: Tensor, shift: Tensor) -> None:
     """Recompute rows of ``e`` with one shift per group (its own max), for
     groups whose sum underflows with the row-max shift."""
-    zr = z.index_select(0, rows) / temperature
-    m = mask.index_select(0, rows) > 0
+    zr = z[rows] / temperature
+    m = mask[rows] > 0
     neg_inf = float('-inf')
     mx_phi = zr.masked_fill(~m, neg_inf).amax(dim=1)
     mx_psi = zr.masked_fill(m, neg_inf).amax(dim=1)
@@ -617,9 +919,16 @@ def _regroup_rows(rows: Tensor, z: Tensor, temperature: float, e: Tensor,
 
 
 def _group_coefficients(mask: Tensor, coef: Tensor, out: Tensor) -> Tensor:
-    """``out = coef[:, 0]`` on Phi and ``coef[:, 1]`` on Psi, exactly:
-    ``(1 - m) c_psi`` then ``+ m c_phi`` (one term is exactly zero)."""
+    """``out = coef[:, 0]`` on Phi and ``coef[:, 1]`` on Psi.
+
+    One pass ``c_psi + m (c_phi - c_psi)`` when the two have comparable
+    magnitudes (relative error below 20 eps) or one is zero (exact);
+    otherwise ``(1 - m) c_psi + m c_phi`` in two exact passes.
+    """
     c_phi, c_psi = coef[:, :1], coef[:, 1:]
+    a, b = c_phi.abs(), c_psi.abs()
+    if bool(((a <= 8 * b) & (b <= 8 * a) | (a == 0) | (b == 0)).all()):
+        return torch.addcmul(c_psi, mask, c_phi - c_psi, out=out)
     torch.addcmul(c_psi, mask, -c_psi, out=out)
     return out.addcmul_(mask, c_phi)
 
@@ -632,7 +941,7 @@ class _GroupedKLFunction(torch.autograd.Function):
                 temperature: float, s_stats: Optional[SoftmaxStats],
                 t_stats: Optional[SoftmaxStats], scratch: Optional[Tensor],
                 n_phi: Optional[Tensor], s_phi: Optional[Tensor],
-                t_phi: Optional[Tensor]) -> Tuple[Tensor, ...]:
+                t_phi: Optional[Tensor], release) -> Tuple[Tensor, ...]:
         in_dtype = student.dtype
         dtype = torch.float32 if in_dtype in (torch.float16,
                                               torch.bfloat16) else in_dtype
@@ -666,12 +975,8 @@ class _GroupedKLFunction(torch.autograd.Function):
         if bad_rows.numel():
             _regroup_rows(bad_rows, s, temperature, es, mask, z_s, sh_s)
             _regroup_rows(bad_rows, t, temperature, et, mask, z_t, sh_t)
-        # D_g = sum_{i in g} e^T_i (t_i - s_i), both groups summed directly;
-        # E_{p_hat^T}[b - a] = D_g / (T Z^T_g).
-        x = torch.sub(t, s, out=scratch).mul_(et)
-        d_phi = _dot(x, mask)
-        d_psi = x.addcmul_(x, mask, value=-1.0).sum(dim=1)
-        cross = torch.stack([d_phi, d_psi], dim=1)
+        # D_g = sum_{i in g} e^T_i (t_i - s_i); E_{p_hat^T}[b - a] = D/(T Z).
+        cross = _cross_sums(s, t, et, mask, scratch, z_t, nonempty)
 
         lse_s_g = sh_s + z_s.log()  # -inf for an empty group
         lse_t_g = sh_t + z_t.log()
@@ -685,11 +990,14 @@ class _GroupedKLFunction(torch.autograd.Function):
         binary = torch.where(p_t > 0, p_t * (log_p_t - log_p_s),
                              zero).sum(dim=1)
 
+        ctx.release = release
         if student.requires_grad:
             ctx.buffers = (es, et, scratch, mask)
             ctx.row_stats = (z_s, z_t, p_s, p_t, nonempty)
         else:
             ctx.buffers = None
+            if release is not None:
+                release(et, scratch, mask)
         ctx.temperature = temperature
         ctx.in_dtype = in_dtype
         p_phi_t, p_psi_t = p_t[:, 0].contiguous(), p_t[:, 1].contiguous()
@@ -719,10 +1027,16 @@ class _GroupedKLFunction(torch.autograd.Function):
                           (z_s * temp), zero)
         c_t = torch.where(nonempty, g_kl / (z_t * temp), zero)
         es.mul_(_group_coefficients(mask, c_s, w))
-        grad = es.addcmul_(et, _group_coefficients(mask, c_t, w), value=-1.0)
+        if bool((c_t[:, 1] == 0).all()):  # no Secondary-KD: W^T = m c^T_phi
+            grad = es.addcmul_(et.mul_(mask), c_t[:, :1], value=-1.0)
+        else:
+            grad = es.addcmul_(et, _group_coefficients(mask, c_t, w),
+                               value=-1.0)
+        if ctx.release is not None:
+            ctx.release(et, w, mask)
         if grad.dtype != ctx.in_dtype:
             grad = grad.to(ctx.in_dtype)
-        return (grad, ) + (None, ) * 9
+        return (grad, ) + (None, ) * 10
 
 
 def grouped_kl_terms(student_logits: Tensor,
@@ -735,8 +1049,8 @@ def grouped_kl_terms(student_logits: Tensor,
                      scratch: Optional[Tensor] = None,
                      group_size: Optional[Tensor] = None,
                      student_phi_exp_sum: Optional[Tensor] = None,
-                     teacher_phi_exp_sum: Optional[Tensor] = None
-                     ) -> GroupedKLTerms:
+                     teacher_phi_exp_sum: Optional[Tensor] = None,
+                     release_buffers=None) -> GroupedKLTerms:
     r"""Within-group and binary KL divergences of GKD (eq. 5, 6, 9).
 
     With :math:`a = z^S / T`, :math:`b = z^T / T` and the groups
@@ -785,6 +1099,10 @@ def grouped_kl_terms(student_logits: Tensor,
             Defaults to None.
         teacher_phi_exp_sum (Tensor, optional): Same for the teacher.
             Defaults to None.
+        release_buffers (callable, optional): Called with the (B, C)
+            buffers that are no longer needed (teacher exponentials, scratch,
+            mask) once the backward pass (or a no-grad forward) is done.
+            Defaults to None.
 
     Returns:
         GroupedKLTerms: Per-sample terms, without any :math:`T^2` factor.
@@ -798,13 +1116,55 @@ def grouped_kl_terms(student_logits: Tensor,
                                    primary_mask, float(temperature),
                                    student_stats, teacher_stats, scratch,
                                    group_size, student_phi_exp_sum,
-                                   teacher_phi_exp_sum)
+                                   teacher_phi_exp_sum, release_buffers)
     return GroupedKLTerms(*out)
 
 
 # --------------------------------------------------------------------------
 # Eq. 11: the loss module
 # --------------------------------------------------------------------------
+
+
+class _Workspace:
+    """Large CPU buffers reused across steps.
+
+    Freshly allocated (B, C) buffers are ``mmap``-ed and page-faulted on
+    first touch, which on CPU costs about as much as the arithmetic done
+    with them. A buffer handed out by :meth:`take` only comes back through
+    :meth:`give` once nothing uses it any more (after the backward pass that
+    needed it, or at the end of a no-grad forward); concurrent or
+    interleaved calls simply get fresh memory. Only buffers of the latest
+    shape are kept.
+    """
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = capacity
+        self._free = []
+
+    def take(self,
+             like: Tensor,
+             dtype: Optional[torch.dtype] = None) -> Tensor:
+        dtype = like.dtype if dtype is None else dtype
+        for i, buf in enumerate(self._free):
+            if buf.shape == like.shape and buf.dtype == dtype \
+                    and buf.device == like.device:
+                return self._free.pop(i)
+        return torch.empty(like.shape, dtype=dtype, device=like.device)
+
+    def give(self, *buffers: Optional[Tensor]) -> None:
+        for buf in buffers:
+            if buf is None:
+                continue
+            if self._free and self._free[0].shape != buf.shape:
+                self._free = []
+            if len(self._free) < self.capacity:
+                self._free.append(buf)
+
+    def __getstate__(self):  # never pickle or copy the buffers
+        return {'capacity': self.capacity, '_free': []}
+
+    def __deepcopy__(self, memo):
+        return _Workspace(self.capacity)
 
 
 @MODELS.register_module()
@@ -865,6 +1225,9 @@ class GKDLoss(nn.Module):
             :math:`k` itself is computed without forcing). Requires
             ``gt_label``. Defaults to False.
         loss_weight (float): Weight :math:`w` of the loss. Defaults to 1.0.
+        reuse_buffers (bool): On CPU, reuse the large (B, C) work buffers
+            across steps (see :class:`_Workspace`; about 3 B x C floats stay
+            allocated between steps). Defaults to True.
     """
 
     def __init__(self,
@@ -878,7 +1241,8 @@ class GKDLoss(nn.Module):
                  fixed_k: int = 10000,
                  batch_k_step: int = 100,
                  force_target: bool = False,
-                 loss_weight: float = 1.0):
+                 loss_weight: float = 1.0,
+                 reuse_buffers: bool = True):
         super().__init__()
         if not 0.0 < tau <= 1.0:
             raise ValueError(f'tau must be in (0, 1], got {tau}')
@@ -905,11 +1269,14 @@ class GKDLoss(nn.Module):
         self.batch_k_step = int(batch_k_step)
         self.force_target = bool(force_target)
         self.loss_weight = float(loss_weight)
+        self.reuse_buffers = bool(reuse_buffers)
+        self._workspace = _Workspace()
 
     def _group(self, student: Tensor, teacher: Tensor,
                gt_label: Optional[Tensor], stats: Tuple[SoftmaxStats,
                                                         SoftmaxStats],
-               mask_out: Optional[Tensor], scratch: Optional[Tensor]
+               mask_out: Optional[Tensor], scratch: Optional[Tensor],
+               flags: Optional[Tensor] = None
                ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Primary mask (float 0/1), k and the ranking network's exact
         primary ``exp`` sum (or None)."""
@@ -922,7 +1289,7 @@ class GKDLoss(nn.Module):
             if gt_label is None:
                 raise ValueError('force_target=True needs gt_label')
             gt = gt_label
-        buffers = None if mask_out is None else (mask_out, scratch)
+        buffers = None if mask_out is None else (mask_out, scratch, flags)
         if self.k_mode == 'per_sample':
             grouping = _per_sample_k(rank, self.tau, rank_stats, buffers)
         else:
@@ -996,13 +1363,25 @@ class GKDLoss(nn.Module):
         dtype = student_logits.dtype
         if dtype in (torch.float16, torch.bfloat16):
             dtype = torch.float32
+        ws = self._workspace if (self.reuse_buffers
+                                 and student_logits.device.type == 'cpu') \
+            else None
         with torch.no_grad():
             s = student_logits.detach().to(dtype)
             t = teacher_logits.detach().to(dtype)
-            stats = (softmax_stats(s, temp), softmax_stats(t, temp))
-            mask = torch.empty_like(s)
-            scratch = torch.empty_like(s)
-            mask, k, phi = self._group(s, t, gt_label, stats, mask, scratch)
+            if ws is None:
+                t_buf, mask, scratch = (torch.empty_like(s) for _ in range(3))
+                flags = torch.empty_like(s, dtype=torch.bool)
+            else:
+                t_buf, mask, scratch = (ws.take(s) for _ in range(3))
+                flags = ws.take(s, torch.bool)
+            stats = (softmax_stats(s, temp),
+                     softmax_stats(t, temp, out=t_buf))
+            mask, k, phi = self._group(s, t, gt_label, stats, mask, scratch,
+                                       flags)
+            if ws is not None:
+                ws.give(flags)
+            del flags
         by_student = self.rank_by == 'student'
         terms = grouped_kl_terms(
             student_logits,
@@ -1014,7 +1393,8 @@ class GKDLoss(nn.Module):
             scratch=scratch,
             group_size=k,
             student_phi_exp_sum=phi if by_student else None,
-            teacher_phi_exp_sum=None if by_student else phi)
+            teacher_phi_exp_sum=None if by_student else phi,
+            release_buffers=None if ws is None else ws.give)
         lam1 = terms.p_phi_t if self.lambda1 == 'p_phi_t' else self.lambda1
         per_sample = lam1 * terms.primary_kd
         if self.lambda2 != 0:
@@ -1040,4 +1420,5 @@ class GKDLoss(nn.Module):
                 f'temperature={self.temperature}, k_mode={self.k_mode!r}, '
                 f'rank_by={self.rank_by!r}, fixed_k={self.fixed_k}, '
                 f'force_target={self.force_target}, '
-                f'loss_weight={self.loss_weight}')
+                f'loss_weight={self.loss_weight}, '
+                f'reuse_buffers={self.reuse_buffers}')

@@ -40,7 +40,8 @@ class KDLoss(nn.Module):
         self.temperature = float(temperature)
         self.loss_weight = float(loss_weight)
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    def forward(self, student_logits: Tensor,
+                teacher_logits: Tensor) -> Tensor:
         """Compute the KD loss.
 
         Args:

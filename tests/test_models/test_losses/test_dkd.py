@@ -9,6 +9,15 @@ from mmfacekd.models.losses import DKDLoss, KDLoss, dkd_terms
 from mmfacekd.registry import MODELS
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """Small tensors: one intra-op thread is faster and load-independent."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _softmax(row):
     m = max(row)
     e = [math.exp(v - m) for v in row]

@@ -16,6 +16,15 @@ from mmfacekd.registry import MODELS
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """Small tensors: one intra-op thread is faster and load-independent."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- references
 def _lse(values):
     m = max(values)
@@ -218,15 +227,19 @@ def test_gradients_match_autograd_of_slow_implementation():
     assert s_fast.grad.abs().max() > 1e-3  # not trivially zero
 
 
-@pytest.mark.parametrize('lambda1', [8.0, 'p_phi_t'])
-def test_module_gradient_matches_slow_implementation(lambda1):
+@pytest.mark.parametrize('lambda1,rank_by,num_classes',
+                         [(8.0, 'student', 40), ('p_phi_t', 'student', 40),
+                          (8.0, 'teacher', 6000)])
+def test_module_gradient_matches_slow_implementation(lambda1, rank_by,
+                                                     num_classes):
     gen = torch.Generator().manual_seed(3)
-    batch, num_classes = 6, 40
+    batch = 6
     student = 5 * torch.randn(batch, num_classes, generator=gen, dtype=F64)
     teacher = 5 * torch.randn(batch, num_classes, generator=gen, dtype=F64)
     labels = torch.randint(num_classes, (batch, ), generator=gen)
     loss = GKDLoss(tau=0.8, lambda1=lambda1, lambda2=1.5, lambda3=0.3,
-                   temperature=2.0, force_target=True, loss_weight=0.5)
+                   temperature=2.0, force_target=True, loss_weight=0.5,
+                   rank_by=rank_by)
     s_fast = student.clone().requires_grad_(True)
     out = loss(s_fast, teacher, labels)
     out['loss'].backward()
@@ -264,8 +277,8 @@ def test_natural_weights_and_tau_one_give_plain_kd(temperature):
 
 
 # ------------------------------------------------------------ eq. 2-3
-@pytest.mark.parametrize('kind,num_classes', [('flat', 40000),
-                                              ('peaked', 40000),
+@pytest.mark.parametrize('kind,num_classes', [('flat', 20000),
+                                              ('peaked', 20000),
                                               ('mixed', 30000),
                                               ('mixed', 500)])
 @pytest.mark.parametrize('temperature', [1.0, 4.0])
@@ -314,7 +327,7 @@ def test_primary_group_mask_counts_and_ties():
 # ------------------------------------------------------------ authors' code
 def test_batch_and_fixed_modes_match_authors_procedure():
     gen = torch.Generator().manual_seed(7)
-    batch, num_classes = 16, 5000
+    batch, num_classes = 8, 5000
     student = _logits('mixed', batch, num_classes, gen) / 4
     teacher = _logits('mixed', batch, num_classes, gen) / 4
     labels = torch.randint(num_classes, (batch, ), generator=gen)
@@ -336,7 +349,7 @@ def test_batch_and_fixed_modes_match_authors_procedure():
     expected = _authors_mask(teacher, labels, _authors_batch_k(teacher, 0.93))
     assert torch.equal(loss.primary_mask(student, teacher, labels), expected)
 
-    for fixed_k in (1, 700, 4999, 10000):
+    for fixed_k in (1, 700, 10000):
         loss = GKDLoss(k_mode='fixed', fixed_k=fixed_k, force_target=True,
                        temperature=4.0, lambda1=8.0, lambda2=1.0)
         expected = _authors_mask(student, labels, min(fixed_k, num_classes))
@@ -401,17 +414,16 @@ def test_no_nan_or_inf_for_s64_logits(tau):
     margin[rows, labels] = 64 * (0.9 - 0.4)
     cases = [(uniform, uniform.roll(1, 1)), (onehot, onehot.roll(3, 1)),
              (onehot, onehot), (margin, onehot), (onehot, margin)]
-    for mode in ('per_sample', 'batch', 'fixed'):
-        for temp in (1.0, 4.0):
-            loss = GKDLoss(tau=tau, k_mode=mode, fixed_k=100,
-                           temperature=temp, lambda3=0.5,
-                           force_target=mode != 'per_sample')
-            for student, teacher in cases:
-                s32 = student.clone().requires_grad_(True)
-                out = loss(s32, teacher, labels)
-                out['loss'].backward()
-                assert all(torch.isfinite(v) for v in out.values())
-                assert torch.isfinite(s32.grad).all()
+    for mode, temp in (('per_sample', 1.0), ('per_sample', 4.0),
+                       ('batch', 4.0), ('fixed', 1.0)):
+        loss = GKDLoss(tau=tau, k_mode=mode, fixed_k=100, temperature=temp,
+                       lambda3=0.5, force_target=mode != 'per_sample')
+        for student, teacher in cases:
+            s32 = student.clone().requires_grad_(True)
+            out = loss(s32, teacher, labels)
+            out['loss'].backward()
+            assert all(torch.isfinite(v) for v in out.values())
+            assert torch.isfinite(s32.grad).all()
     # float32 agrees with float64 on the same groups (one-hot rows have
     # ties, so the groups themselves are compared elsewhere).
     for student, teacher in cases:
@@ -420,6 +432,42 @@ def test_no_nan_or_inf_for_s64_logits(tau):
         t64 = grouped_kl_terms(student.double(), teacher.double(), mask, 1.0)
         for a, b in zip(t32, t64):
             assert torch.allclose(a.double(), b, rtol=1e-4, atol=1e-4)
+
+
+def test_tiny_group_shares_are_summed_directly():
+    """A confident teacher puts ~1e-13 of its mass on Psi: Z_psi must not
+    be taken as Z - Z_phi (float32 cancellation)."""
+    gen = torch.Generator().manual_seed(13)
+    student = 3 * torch.randn(4, 3000, generator=gen, dtype=F64)
+    teacher = torch.randn(4, 3000, generator=gen, dtype=F64)
+    teacher[:, :5] += 40.0
+    mask = torch.zeros(4, 3000, dtype=torch.bool)
+    mask[:, :5] = True
+    t64 = grouped_kl_terms(student, teacher, mask, 1.0)
+    t32 = grouped_kl_terms(student.float(), teacher.float(), mask, 1.0)
+    assert (t64.p_psi_t < 1e-12).all() and (t64.p_psi_t > 0).all()
+    assert torch.allclose(t32.secondary_kd.double(), t64.secondary_kd,
+                          rtol=1e-4)
+    assert torch.allclose(t32.p_psi_t.double(), t64.p_psi_t, rtol=1e-4)
+
+
+def test_gradient_with_very_unbalanced_group_coefficients():
+    """Secondary-KD weight on a Psi group holding 1e-15 of the teacher
+    mass: the per-group gradient coefficients differ by ~1e15 and must be
+    selected exactly, not as c_psi + m (c_phi - c_psi)."""
+    gen = torch.Generator().manual_seed(14)
+    student = 2 * torch.randn(3, 50, generator=gen, dtype=F64)
+    teacher = torch.randn(3, 50, generator=gen, dtype=F64)
+    teacher[:, :4] += 35.0
+    mask = torch.zeros(3, 50, dtype=torch.bool)
+    mask[:, :4] = True
+    s_fast = student.clone().requires_grad_(True)
+    terms = grouped_kl_terms(s_fast, teacher, mask, 1.0)
+    (terms.primary_kd + terms.secondary_kd).sum().backward()
+    s_slow = student.clone().requires_grad_(True)
+    slow = _slow_terms(s_slow, teacher, mask, 1.0)
+    (slow['primary'] + slow['secondary']).sum().backward()
+    assert torch.allclose(s_fast.grad, s_slow.grad, rtol=1e-9, atol=1e-12)
 
 
 def test_underflowing_groups_are_exact():
@@ -465,6 +513,39 @@ def test_output_dict_and_build():
                 dict(k_mode='x'), dict(rank_by='x'), dict(temperature=0)):
         with pytest.raises(ValueError):
             GKDLoss(**bad)
+
+
+def test_workspace_reuse_is_safe():
+    """Buffers are only reused after the backward that needs them: two
+    forwards before one backward (gradient accumulation) and repeated steps
+    give the same gradients as fresh buffers."""
+    gen = torch.Generator().manual_seed(12)
+    inputs = [(8 * torch.randn(6, 5000, generator=gen),
+               8 * torch.randn(6, 5000, generator=gen)) for _ in range(3)]
+    pooled, fresh = GKDLoss(tau=0.9), GKDLoss(tau=0.9, reuse_buffers=False)
+
+    def grads(loss, mode):
+        student = [s.clone().requires_grad_(True) for s, _ in inputs]
+        if mode == 'steps':  # forward, backward, forward, backward, ...
+            for st, (_, t) in zip(student, inputs):
+                loss(st, t)['loss'].backward()
+        else:
+            outs = [loss(st, t)['loss'] for st, (_, t) in zip(student, inputs)]
+            if mode == 'accumulate':
+                sum(outs).backward()
+            else:
+                for out in outs:
+                    out.backward()
+        return [st.grad for st in student]
+
+    reference = grads(fresh, 'steps')
+    for mode in ('accumulate', 'steps', 'separate', 'steps'):
+        for a, b in zip(grads(pooled, mode), reference):
+            assert torch.equal(a, b), mode
+    with torch.no_grad():  # no-grad forwards hand their buffers back
+        for _ in range(3):
+            pooled(*inputs[0])
+    assert len(pooled._workspace._free) <= pooled._workspace.capacity
 
 
 def test_low_precision_inputs():

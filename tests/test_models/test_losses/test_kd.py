@@ -9,6 +9,15 @@ from mmfacekd.models.losses import KDLoss
 from mmfacekd.registry import MODELS
 
 
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    """Small tensors: one intra-op thread is faster and load-independent."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _hand_kd(student, teacher, temperature):
     """KL(p_T || p_S) * T^2, summed over classes, averaged over the batch,
     with explicit loops and math.exp/math.log."""
