@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from mmfacekd.datasets import MXRecordDataset
+from mmfacekd.utils import register_all_modules
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     p.add_argument('--repeat', type=int, default=3)
     args = p.parse_args()
     cv2.setNumThreads(1)
+    register_all_modules()
     ds = MXRecordDataset(args.data_root,
                          pipeline=[dict(type='LoadFaceImage')])
     n = min(args.num, len(ds))
