@@ -1,5 +1,7 @@
 """Data preprocessor for aligned face crops."""
-from typing import Optional
+from typing import Optional, Union
+
+import torch.nn as nn
 
 import torch.nn.functional as F
 from mmengine.model import ImgDataPreprocessor
@@ -51,3 +53,20 @@ class FaceDataPreprocessor(ImgDataPreprocessor):
                 data['inputs'], size=(self.resize_to, self.resize_to),
                 mode='area')
         return data
+
+
+def build_face_data_preprocessor(
+        cfg: Optional[Union[dict, nn.Module]]) -> nn.Module:
+    """Build a model's data preprocessor from mmfacekd's registry.
+
+    ``None`` gives the default :class:`FaceDataPreprocessor`; a dict without
+    ``type`` is a FaceDataPreprocessor with those arguments; a module is kept.
+    (MMEngine's ``BaseModel`` would look the type up in its root registry.)
+    """
+    if cfg is None:
+        cfg = dict(type='FaceDataPreprocessor')
+    if isinstance(cfg, dict):
+        cfg = dict(cfg)
+        cfg.setdefault('type', 'FaceDataPreprocessor')
+        cfg = MODELS.build(cfg)
+    return cfg

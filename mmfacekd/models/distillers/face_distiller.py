@@ -10,6 +10,7 @@ from mmengine.model import BaseModel
 from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmfacekd.registry import MODELS
+from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
 from .recorder import build_recorders
 
@@ -132,12 +133,9 @@ class FaceDistiller(BaseModel):
                  eval_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='FaceDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor.setdefault('type', 'FaceDataPreprocessor')
-            data_preprocessor = MODELS.build(data_preprocessor)
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=build_face_data_preprocessor(data_preprocessor),
+            init_cfg=init_cfg)
         self.student = MODELS.build(student)
         self.teacher = MODELS.build(teacher)
         self.teacher_ckpt = teacher_ckpt

@@ -5,6 +5,7 @@ import torch
 from mmengine.model import BaseModel
 
 from mmfacekd.registry import MODELS
+from ..data_preprocessors import build_face_data_preprocessor
 
 
 @MODELS.register_module()
@@ -42,12 +43,9 @@ class FaceRecognizer(BaseModel):
                  data_preprocessor: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='FaceDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor.setdefault('type', 'FaceDataPreprocessor')
-            data_preprocessor = MODELS.build(data_preprocessor)
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(
+            data_preprocessor=build_face_data_preprocessor(data_preprocessor),
+            init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.neck = MODELS.build(neck) if neck is not None else None
         self.head = MODELS.build(head) if head is not None else None
