@@ -111,3 +111,27 @@ def test_folds_match_kfold_sizes():
     folds = contiguous_folds(6003)
     assert [len(f) for f in folds] == [601] * 3 + [600] * 7
     assert np.array_equal(np.concatenate(folds), np.arange(6003))
+
+
+def test_other_protocols_of_a_mixed_test_set_are_ignored():
+    emb, issame = crafted(20, 7)
+    ref = run_metric(emb, issame)
+    metric = VerificationMetric()
+    samples = []
+    for i in range(len(emb)):
+        ds = BaseDataElement(metainfo=dict(
+            set_name='lfw', sample_idx=i, pair_label=bool(issame[i // 2]),
+            eval_protocol='verification'))
+        ds.pred_embedding = torch.from_numpy(emb[i])
+        ds.xnorm = torch.tensor(1.0)
+        samples.append(ds)
+        # an IJB image with a clashing set name and index is not a pair image
+        other = BaseDataElement(metainfo=dict(
+            set_name='lfw', sample_idx=i, eval_protocol='ijb'))
+        other.pred_embedding = torch.zeros(emb.shape[1])
+        other.xnorm = torch.tensor(0.0)
+        samples.append(other)
+    metric.process({}, samples)
+    out = metric.compute_metrics(metric.results)
+    assert out['lfw/accuracy'] == ref['lfw/accuracy']
+    assert len(metric.results) == len(emb)

@@ -14,12 +14,18 @@ class PackFaceInputs(BaseTransform):
     """Pack ``img`` (HWC uint8) to a CHW uint8 tensor and a ``DataSample``.
 
     ``gt_label`` becomes the sample's label; each key of ``meta_keys``
-    present in ``results`` is copied into its metainfo (``set_name``,
-    ``sample_idx`` and ``pair_label`` are what the verification metric needs).
+    present in ``results`` is copied into its metainfo: ``set_name``,
+    ``sample_idx`` and ``pair_label`` for the verification metric;
+    ``eval_protocol`` (``'verification'``, ``'ijb'``, ``'identification'``)
+    tells each metric which samples of a mixed test set are its own;
+    ``face_score``/``template_id``/``media_id`` (IJB) and
+    ``identity``/``role`` (1:N identification) carry the protocol fields.
     """
 
     def __init__(self, meta_keys: Sequence[str] = (
-            'sample_idx', 'set_name', 'pair_label', 'img_source', 'flip')
+            'sample_idx', 'set_name', 'pair_label', 'img_source', 'flip',
+            'eval_protocol', 'img_name', 'face_score', 'template_id',
+            'media_id', 'identity', 'role')
     ) -> None:
         self.meta_keys = tuple(meta_keys)
 

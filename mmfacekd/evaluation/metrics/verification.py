@@ -120,6 +120,8 @@ class VerificationMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence) -> None:
         for ds in data_samples:
             get = ds.get
+            if get('eval_protocol', 'verification') != 'verification':
+                continue  # an IJB / identification image of a mixed test set
             result = dict(
                 set_name=get('set_name'), sample_idx=int(get('sample_idx')),
                 pair_label=bool(get('pair_label')),
