@@ -1,4 +1,15 @@
-"""Evaluate a checkpoint on the config's test sets; print and save metrics."""
+"""Evaluate a checkpoint on the config's test sets; print and save metrics.
+
+The config's test set may mix protocols (a ``ConcatDataset`` of verification
+``.bin`` sets, IJB-B/C bundles, identification probe/distractor sets, masked
+M-M/M-N variants) with one metric per protocol. At the end a summary row in
+the papers' column order (IJB-C, IJB-B, MegaFace, LFW, CFP-FP, CPLFW,
+AgeDB-30, CALFW, then any other set) is printed and saved as
+``<work_dir>/summary.{md,json}`` next to the full metrics JSON.
+
+    python tools/test.py CONFIG CKPT [--cfg-options ...]
+    tools/dist_test.sh CONFIG CKPT 8
+"""
 import argparse
 import json
 import os
@@ -9,6 +20,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
+from mmfacekd.evaluation import write_summary
 from mmfacekd.utils import init_cpu_dist_if_needed, register_all_modules
 
 
@@ -20,6 +32,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='JSON file for the metrics (default: '
                         '<work_dir>/eval_<time>.json)')
     parser.add_argument('--amp', action='store_true', help='test under AMP')
+    parser.add_argument('--name', help='row name in the summary table '
+                        '(default: the config name)')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bar while embedding')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, e.g. key=value a.b=value')
@@ -49,6 +65,9 @@ def main() -> None:
     cfg.resume = False
     if args.amp:
         cfg.test_cfg.fp16 = True
+    if not args.no_progress:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='EmbeddingProgressHook')]
     init_cpu_dist_if_needed(cfg.launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
@@ -60,6 +79,12 @@ def main() -> None:
             json.dump(dict(config=args.config, checkpoint=args.checkpoint,
                            metrics=metrics), f, indent=1)
         print(f'metrics saved to {out}')
+        name = args.name or osp.splitext(osp.basename(args.config))[0]
+        table = write_summary([(name, metrics)],
+                              osp.join(cfg.work_dir, 'summary.md'),
+                              osp.join(cfg.work_dir, 'summary.json'))
+        print('\n' + table)
+        print(f'summary saved to {osp.join(cfg.work_dir, "summary.md")}')
 
 
 if __name__ == '__main__':

@@ -96,3 +96,10 @@ def test_cli_train_test_and_dist_train(tiny_synth, tmp_path):
     metrics = json.load(open(out))['metrics']
     assert {'synth_lfw/accuracy', 'synth_cfp/accuracy', 'mean/accuracy'} <= \
         set(metrics)
+    # the summary table: one row, the synthetic sets' accuracies
+    summary = json.load(open(tmp_path / 'test' / 'summary.json'))
+    assert [c['key'] for c in summary['columns']] == [
+        'synth_cfp/accuracy', 'synth_lfw/accuracy', 'mean/accuracy']
+    assert summary['rows'][0]['synth_lfw/accuracy'] == \
+        metrics['synth_lfw/accuracy']
+    assert '| synth_cfp/accuracy | synth_lfw/accuracy |' in proc.stdout

@@ -1,3 +1,4 @@
 from .distill_warmup_hook import DistillWarmupHook
+from .progress_bar_hook import EmbeddingProgressHook
 
-__all__ = ['DistillWarmupHook']
+__all__ = ['DistillWarmupHook', 'EmbeddingProgressHook']

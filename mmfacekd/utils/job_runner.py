@@ -1,0 +1,107 @@
+"""Train-then-evaluate jobs run as subprocesses of the real tools.
+
+Shared by ``tools/misc/run_demo.py`` and ``tools/analysis/run_comparison.py``:
+each job is ``tools/train.py`` (or ``tools/dist_train.sh`` for several
+processes) followed by ``tools/test.py``, with logs in the work dir, so a
+comparison is exactly what a user would run by hand.
+"""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+__all__ = ['ROOT', 'JobFailed', 'run_logged', 'last_checkpoint',
+           'train_and_test']
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+class JobFailed(RuntimeError):
+    """A tool subprocess exited non-zero; the message ends with its log."""
+
+
+def run_logged(cmd: Sequence[str], log_path: str,
+               env: Optional[dict] = None) -> None:
+    """Run ``cmd`` from the repo root, stdout+stderr into ``log_path``."""
+    print('$', ' '.join(cmd), f'  (log: {osp.relpath(log_path, ROOT)})',
+          flush=True)
+    with open(log_path, 'w') as log:
+        ret = subprocess.run(list(cmd), cwd=ROOT, stdout=log,
+                             stderr=subprocess.STDOUT,
+                             env=dict(os.environ, **(env or {})))
+    if ret.returncode != 0:
+        tail = open(log_path).read()[-3000:]
+        raise JobFailed(f'command failed ({ret.returncode}): '
+                        f'{" ".join(cmd)}\nend of {log_path}:\n{tail}')
+
+
+def last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint named in ``work_dir/last_checkpoint``, if it exists."""
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(path):
+        return None
+    ckpt = open(path).read().strip()
+    if not osp.isabs(ckpt):
+        ckpt = osp.join(ROOT, ckpt)
+    return ckpt if osp.isfile(ckpt) else None
+
+
+def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
+                   train: bool = True, procs: int = 1,
+                   train_args: Sequence[str] = ('--no-validate', ),
+                   test_config: Optional[str] = None,
+                   test_args: Sequence[str] = (),
+                   name: Optional[str] = None) -> Dict:
+    """Train ``config`` into ``work_dir`` (unless done) and evaluate it.
+
+    Args:
+        config (str): Config path relative to the repo root.
+        work_dir (str): Work dir of the job (created).
+        retrain (bool): Train even if ``work_dir`` has a final checkpoint.
+        train (bool): False only evaluates an existing work dir (an error
+            if it has no checkpoint).
+        procs (int): Processes for training (``tools/dist_train.sh``).
+        train_args / test_args: Extra arguments of the two tools.
+        test_config (str, optional): Evaluate with this config instead of
+            ``config`` (e.g. a config whose test set is the full suite).
+        name (str, optional): Row name for ``tools/test.py``'s summary.
+
+    Returns:
+        dict: ``config``, ``checkpoint``, ``metrics``, ``train_s``,
+        ``test_s``.
+    """
+    py = sys.executable
+    os.makedirs(work_dir, exist_ok=True)
+    ckpt = None if retrain else last_checkpoint(work_dir)
+    t0 = time.time()
+    if ckpt is None:
+        if not train:
+            raise FileNotFoundError(
+                f'{work_dir} has no finished checkpoint (last_checkpoint); '
+                'train it first or drop the evaluate-only option.')
+        if procs > 1:
+            cmd: List[str] = ['bash', 'tools/dist_train.sh', config,
+                              str(procs), '--work-dir', work_dir]
+            env = dict(PYTHON=py)
+        else:
+            cmd, env = [py, 'tools/train.py', config, '--work-dir',
+                        work_dir], None
+        run_logged(cmd + list(train_args), osp.join(work_dir, 'train.log'),
+                   env)
+        ckpt = last_checkpoint(work_dir)
+        if ckpt is None:
+            raise JobFailed(f'training {config} wrote no checkpoint in '
+                            f'{work_dir}')
+    t1 = time.time()
+    out = osp.join(work_dir, 'eval.json')
+    cmd = [py, 'tools/test.py', test_config or config, ckpt, '--work-dir',
+           work_dir, '--out', out, '--no-progress']
+    if name:
+        cmd += ['--name', name]
+    run_logged(cmd + list(test_args), osp.join(work_dir, 'test.log'))
+    metrics = json.load(open(out))['metrics']
+    return dict(config=config, checkpoint=ckpt, metrics=metrics,
+                train_s=t1 - t0, test_s=time.time() - t1)
