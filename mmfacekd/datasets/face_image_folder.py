@@ -3,6 +3,7 @@ import os
 import os.path as osp
 from typing import List, Optional, Sequence
 
+import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
@@ -25,6 +26,7 @@ class FaceImageFolder(BaseDataset):
                  extensions: Sequence[str] = IMG_EXTENSIONS,
                  metainfo: Optional[dict] = None, **kwargs) -> None:
         self.extensions = tuple(e.lower() for e in extensions)
+        self._gt_labels: Optional[np.ndarray] = None
         super().__init__(ann_file='', data_root=data_root,
                          pipeline=list(pipeline), metainfo=metainfo, **kwargs)
 
@@ -54,3 +56,18 @@ class FaceImageFolder(BaseDataset):
     @property
     def num_classes(self) -> int:
         return self._metainfo['num_classes']
+
+    def _serialize_data(self):
+        # keep the labels (final data list, before serialization) so that
+        # get_gt_labels needs no per-item deserialization
+        self._gt_labels = np.array([d['gt_label'] for d in self.data_list],
+                                   dtype=np.int64)
+        return super()._serialize_data()
+
+    def get_gt_labels(self) -> np.ndarray:
+        """Labels of all images, in index order (no image is read)."""
+        if self._gt_labels is None or len(self._gt_labels) != len(self):
+            self._gt_labels = np.array(
+                [self.get_data_info(i)['gt_label'] for i in range(len(self))],
+                dtype=np.int64)
+        return self._gt_labels

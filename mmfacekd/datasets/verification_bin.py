@@ -1,11 +1,17 @@
 """Verification pair sets stored as insightface ``.bin`` pickles."""
 import os.path as osp
 import pickle
+import zlib
 from typing import List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
+from .transforms.loading import LoadFaceImage
+from .transforms.synthetic_mask import ApplyFaceMask
+
+#: ``mask`` mode -> set-name suffix (``calfw`` -> ``calfw_mm``).
+MASK_SUFFIXES = {'M-M': '_mm', 'M-N': '_mn'}
 
 
 def load_verification_bin(path: str):
@@ -42,27 +48,86 @@ class VerificationBinDataset(BaseDataset):
     are evaluated in one val loop by concatenating datasets
     (``ConcatDataset``); metric keys are ``<set_name>/accuracy`` etc.
 
+    Masked-face protocols (GKD Table 7): ``mask='M-M'`` masks both images
+    of every pair, ``mask='M-N'`` only the second image (``2i+1``) of every
+    pair, with mmfacekd's own synthetic mask renderer (see
+    :mod:`~mmfacekd.datasets.transforms.synthetic_mask`; not FaceX-Zoo's).
+    Each masked image gets ``mask_seed = [mask_seed, crc32(base name),
+    index]``, and an :class:`ApplyFaceMask` (built from ``mask_cfg``) is
+    inserted right after the pipeline's ``LoadFaceImage``; the mask is a
+    pure function of that seed, so every run, worker and rank sees the same
+    masks, and the M-N masks are exactly the M-M masks of the second
+    images. The set name gets the suffix ``_mm`` / ``_mn`` (``calfw`` →
+    ``calfw_mm``, also appended to an explicit ``set_name``), so masked
+    results are separate rows of :class:`VerificationMetric`
+    (``calfw_mm/accuracy``, ``calfw_mn/accuracy``).
+
     Args:
         ann_file (str): Path of the ``.bin`` (relative to ``data_root``).
         set_name (str, optional): Metric prefix; defaults to the file stem.
         pipeline (list): Transforms (start with ``LoadFaceImage``).
+        mask (str, optional): None (default), ``'M-M'`` or ``'M-N'``.
+        mask_seed (int): Seed of the masks. Defaults to 0.
+        mask_cfg (dict, optional): :class:`ApplyFaceMask` arguments
+            (``shapes``, ``colors``, ``textures``, ``texture_prob``,
+            ``jitter``, ``ear_loops``).
     """
     METAINFO: dict = dict()
 
     def __init__(self, ann_file: str, set_name: Optional[str] = None,
                  pipeline: Sequence = (), data_root: str = '',
-                 metainfo: Optional[dict] = None, **kwargs) -> None:
-        self.set_name = set_name or osp.splitext(osp.basename(ann_file))[0]
+                 metainfo: Optional[dict] = None,
+                 mask: Optional[str] = None, mask_seed: int = 0,
+                 mask_cfg: Optional[dict] = None, **kwargs) -> None:
+        base = set_name or osp.splitext(osp.basename(ann_file))[0]
+        if mask is not None:
+            key = str(mask).upper().replace('_', '-')
+            if key not in MASK_SUFFIXES:
+                raise ValueError(
+                    f'VerificationBinDataset: mask={mask!r}; use None, '
+                    "'M-M' (both images of a pair masked) or 'M-N' (the "
+                    'second image masked).')
+            mask = key
+            suffix = MASK_SUFFIXES[mask]
+            self.set_name = base if base.endswith(suffix) else base + suffix
+            self._mask_base = base[:-len(suffix)] if base.endswith(
+                suffix) else base
+        else:
+            self.set_name = base
+        self.mask, self.mask_seed = mask, int(mask_seed)
+        self.mask_cfg = dict(mask_cfg or {})
         kwargs.setdefault('test_mode', True)
         super().__init__(ann_file=ann_file, data_root=data_root,
                          pipeline=list(pipeline), metainfo=metainfo,
                          **kwargs)
+        if self.mask is not None:
+            self._insert_mask_transform()
+
+    def _insert_mask_transform(self) -> None:
+        steps = self.pipeline.transforms
+        if any(isinstance(t, ApplyFaceMask) for t in steps) or not steps:
+            return  # configured by the user / no pipeline to run
+        loads = [i for i, t in enumerate(steps)
+                 if isinstance(t, LoadFaceImage)]
+        if not loads:
+            raise ValueError(
+                f'VerificationBinDataset(mask={self.mask!r}): the pipeline '
+                'has no LoadFaceImage, after which the masks are drawn; '
+                'start the pipeline with LoadFaceImage or place an '
+                'ApplyFaceMask after your image loader.')
+        steps.insert(loads[0] + 1, ApplyFaceMask(**self.mask_cfg))
 
     def load_data_list(self) -> List[dict]:
         bins, issame = load_verification_bin(self.ann_file)
-        return [
+        data_list = [
             dict(img_bytes=b, sample_idx=i, pair_label=issame[i // 2],
                  set_name=self.set_name,
                  img_source=f'{self.ann_file} image {i}')
             for i, b in enumerate(bins)
         ]
+        if self.mask is not None:
+            crc = zlib.crc32(self._mask_base.encode('utf-8'))
+            for i, item in enumerate(data_list):
+                if self.mask == 'M-M' or i % 2 == 1:
+                    item['mask_seed'] = [self.mask_seed, crc, i]
+        return data_list

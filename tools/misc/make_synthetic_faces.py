@@ -2,14 +2,20 @@
 
 Writes ``<out>/train.rec``, ``train.idx``, ``property`` (RecordIO, insightface
 record-0 convention) and one ``<name>.bin`` per verification set.
+``--identification`` also writes a small 1:N identification set (probe
+identities + distractors, MegaFace-style layout) under
+``<out>/identification`` (``--identification-only``: that set alone).
 
 Example:
     python tools/misc/make_synthetic_faces.py data/synthetic --num-ids 300
 """
 import argparse
 import json
+import os.path as osp
 import time
 
+from mmfacekd.datasets.synthetic.identification_set import \
+    write_identification_set
 from mmfacekd.datasets.synthetic.synthetic_set import (DEFAULT_PAIR_SETS,
                                                        PairSetSpec,
                                                        make_synthetic_faces)
@@ -28,6 +34,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--difficulty', type=float, default=1.0)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--identification', action='store_true',
+                   help='also write <out>/identification (probe + '
+                   'distractor images and list files)')
+    p.add_argument('--identification-only', action='store_true',
+                   help='write only <out>/identification')
     return p.parse_args()
 
 
@@ -38,10 +49,20 @@ def main() -> None:
         sets = tuple(PairSetSpec(s.name, args.pairs, s.difficulty)
                      for s in sets)
     t0 = time.time()
+    if args.identification or args.identification_only:
+        ident = write_identification_set(
+            osp.join(args.out_dir, 'identification'), seed=args.seed,
+            difficulty=args.difficulty)
+        if args.identification_only:
+            ident['seconds'] = round(time.time() - t0, 1)
+            print(json.dumps(dict(identification=ident)))
+            return
     summary = make_synthetic_faces(
         args.out_dir, num_ids=args.num_ids, min_imgs=args.min_imgs,
         max_imgs=args.max_imgs, pair_sets=sets, val_ids=args.val_ids,
         seed=args.seed, difficulty=args.difficulty, workers=args.workers)
+    if args.identification:
+        summary['identification'] = ident
     summary['seconds'] = round(time.time() - t0, 1)
     print(json.dumps(summary))
 

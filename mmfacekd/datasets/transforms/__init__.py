@@ -1,5 +1,6 @@
 from .formatting import PackFaceInputs
 from .loading import ImageDecodeError, LoadFaceImage, decode_face_image
+from .synthetic_mask import ApplyFaceMask, RandomFaceMask, draw_mask
 
 __all__ = ['LoadFaceImage', 'PackFaceInputs', 'decode_face_image',
-           'ImageDecodeError']
+           'ImageDecodeError', 'RandomFaceMask', 'ApplyFaceMask', 'draw_mask']

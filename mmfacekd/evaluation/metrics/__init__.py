@@ -1,5 +1,6 @@
+from .identification import IdentificationMetric
 from .verification import (VerificationMetric, contiguous_folds, tar_at_far,
                            verification_accuracy)
 
 __all__ = ['VerificationMetric', 'verification_accuracy', 'tar_at_far',
-           'contiguous_folds']
+           'contiguous_folds', 'IdentificationMetric']

@@ -1,4 +1,5 @@
 from .iresnet import IResNet
 from .mobilefacenet import MobileFaceNet
+from .prompted_swin import PromptedSwinTransformer
 
-__all__ = ['IResNet', 'MobileFaceNet']
+__all__ = ['IResNet', 'MobileFaceNet', 'PromptedSwinTransformer']

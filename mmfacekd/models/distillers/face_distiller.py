@@ -112,6 +112,13 @@ class FaceDistiller(BaseModel):
             **kwargs)}`` — trainable modules owned by the distiller.
         student_loss_weight (float): Weight of the student's own loss.
             Defaults to 1.0.
+        student_cls_samples (int, optional): Compute the student's
+            classification loss (and accuracy) on the first N samples of
+            each batch only; distillation losses still see the whole batch.
+            With ``IdentityBalancedSampler`` set it to ``num_random``: the
+            sampler puts the random part first in every batch (EKD: margin
+            softmax on the random part only). None uses every sample.
+            Defaults to None.
         save_teacher (bool): Keep teacher weights in checkpoints.
             Defaults to False.
         eval_teacher (bool): Also evaluate the teacher in the first
@@ -129,6 +136,7 @@ class FaceDistiller(BaseModel):
                  recorders: Optional[dict] = None,
                  connectors: Optional[dict] = None,
                  student_loss_weight: float = 1.0,
+                 student_cls_samples: Optional[int] = None,
                  save_teacher: bool = False,
                  eval_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
@@ -158,6 +166,10 @@ class FaceDistiller(BaseModel):
         self._teacher_eval_emitted = False
         self._teacher_eval_done = False
         self.student_loss_weight = student_loss_weight
+        if student_cls_samples is not None and student_cls_samples < 1:
+            raise ValueError('student_cls_samples must be None or >= 1, got '
+                             f'{student_cls_samples}')
+        self.student_cls_samples = student_cls_samples
         # scale of all distillation terms, driven by DistillWarmupHook
         self.distill_weight_scale = 1.0
 
@@ -265,6 +277,20 @@ class FaceDistiller(BaseModel):
             needed |= set(mapping.values())
         return needed
 
+    def _cls_part(self, s_out: Dict[str, torch.Tensor], gt: torch.Tensor
+                  ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
+        """Logits and labels the student's classification loss sees."""
+        n = self.student_cls_samples
+        if n is None:
+            return s_out, gt
+        if gt.numel() < n:
+            raise ValueError(
+                f'student_cls_samples={n}, but the batch has only '
+                f'{gt.numel()} samples; it must equal the sampler\'s '
+                'num_random (IdentityBalancedSampler puts the random part '
+                'first in each batch).')
+        return {k: v[:n] for k, v in s_out.items()}, gt[:n]
+
     def loss(self, inputs: torch.Tensor,
              data_samples: List) -> Dict[str, torch.Tensor]:
         gt = stack_gt_labels(data_samples, inputs.device)
@@ -273,9 +299,11 @@ class FaceDistiller(BaseModel):
             rec.reset()
         s_emb = self.student.extract_feat(inputs)
         s_out = self.student.head.get_logits(s_emb, gt)
+        cls_out, cls_gt = self._cls_part(s_out, gt)
         losses = {f'student.{k}': (v * self.student_loss_weight
                                    if k.startswith('loss') else v)
-                  for k, v in self.student.head.loss_by_logits(s_out, gt).items()}
+                  for k, v in self.student.head.loss_by_logits(
+                      cls_out, cls_gt).items()}
         values = {'gt_label': gt, 'student.embedding': s_emb,
                   'student.logits': s_out['logits'],
                   'student.margin_logits': s_out['margin_logits']}
