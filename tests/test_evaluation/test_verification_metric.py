@@ -135,3 +135,22 @@ def test_other_protocols_of_a_mixed_test_set_are_ignored():
     out = metric.compute_metrics(metric.results)
     assert out['lfw/accuracy'] == ref['lfw/accuracy']
     assert len(metric.results) == len(emb)
+
+
+def test_mean_over_chosen_sets():
+    emb, issame = crafted(20, 8)
+    metric = VerificationMetric(mean_sets=['a'])
+    for name in ('a', 'a_mm'):
+        for i in range(len(emb)):
+            ds = BaseDataElement(metainfo=dict(
+                set_name=name, sample_idx=i, pair_label=bool(issame[i // 2])))
+            ds.pred_embedding = torch.from_numpy(
+                emb[i] if name == 'a' or i % 2 == 0 else np.roll(emb[i], 3))
+            ds.xnorm = torch.tensor(1.0)
+            metric.process({}, [ds])
+    out = metric.compute_metrics(metric.results)
+    assert out['mean/accuracy'] == out['a/accuracy']
+    assert out['a_mm/accuracy'] != out['a/accuracy']
+    with pytest.raises(ValueError, match='mean_sets'):
+        VerificationMetric(mean_sets=['a', 'b']).compute_metrics(
+            metric.results)

@@ -107,15 +107,20 @@ class VerificationMetric(BaseMetric):
     Args:
         n_folds (int): Defaults to 10.
         far_target (float): Defaults to 1e-3.
+        mean_sets (Sequence[str], optional): Sets averaged into
+            ``mean/accuracy`` (e.g. the unmasked sets when masked M-M/M-N
+            variants are evaluated too). Defaults to None: every set.
     """
     default_prefix: Optional[str] = None
 
     def __init__(self, n_folds: int = 10, far_target: float = 1e-3,
+                 mean_sets: Optional[Sequence[str]] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.n_folds = n_folds
         self.far_target = far_target
+        self.mean_sets = None if mean_sets is None else list(mean_sets)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for ds in data_samples:
@@ -177,9 +182,18 @@ class VerificationMetric(BaseMetric):
                 metrics.update(self.evaluate_set(
                     name, groups[name], 'teacher_embedding', 'teacher_xnorm',
                     prefix='teacher/'))
-        if groups:
+        mean_sets = list(groups) if self.mean_sets is None else [
+            n for n in self.mean_sets if n in groups]
+        if self.mean_sets is not None and groups and \
+                len(mean_sets) != len(self.mean_sets):
+            missing = sorted(set(self.mean_sets) - set(groups))
+            raise ValueError(
+                f'VerificationMetric.mean_sets names sets that were not '
+                f'evaluated: {missing}; evaluated sets: {sorted(groups)}. '
+                'Fix `mean_sets` in the evaluator config.')
+        if mean_sets:
             metrics['mean/accuracy'] = float(np.mean(
-                [metrics[f'{n}/accuracy'] for n in groups]))
+                [metrics[f'{n}/accuracy'] for n in mean_sets]))
         logger = MMLogger.get_current_instance()
         for name in sorted(groups):
             logger.info(
