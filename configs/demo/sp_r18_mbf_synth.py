@@ -1,0 +1,13 @@
+# Similarity-preserving KD on the synthetic set (CPU), same budget as the
+# other demo methods: row-normalized Gram matrices of the 128-d embeddings of
+# the gathered batch. Demo weight 300: the SP gradient on the student backbone
+# is then ~0.5x the ArcFace gradient at the start of training (the paper's
+# 3000 gives ~5x; measured on one synthetic batch of 64 with the demo
+# teacher). The loss scales as 1/B, so 300 at B=64 is about the r50 config's
+# 3000 at B=1024.
+_base_ = './_distill_r18_mbf_synth.py'
+model = dict(
+    distill_losses=dict(
+        sp=dict(type='SPLoss', loss_weight=300.0,
+                inputs=dict(student_feat='student.embedding',
+                            teacher_feat='teacher.embedding'))))
