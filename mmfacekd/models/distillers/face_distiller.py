@@ -49,7 +49,8 @@ def load_state_dict_strict(module: nn.Module, state: Dict[str, torch.Tensor],
             "`teacher_revise_keys` (e.g. [(r'^', 'backbone.')] for an "
             'insightface backbone.pth, with `teacher.head=None` or '
             '`teacher_head_ckpt`).')
-    module.load_state_dict({k: v for k, v in state.items() if k in expected},
+    # optional keys (excluded prefixes) are loaded too when present
+    module.load_state_dict({k: v for k, v in state.items() if k in own},
                            strict=False)
 
 
@@ -88,7 +89,19 @@ class FaceDistiller(BaseModel):
 
     The teacher is loaded strictly from ``teacher_ckpt``, frozen
     (``requires_grad_(False)``), kept in eval mode, run under ``no_grad``
-    and left out of the distiller's ``state_dict`` unless ``save_teacher``.
+    and left out of the distiller's ``state_dict`` unless ``save_teacher``
+    — except the parameters named by ``teacher_trainable``.
+
+    Prompted teachers (APT: a backbone with ``prompts_enabled`` and
+    ``without_prompts()``, e.g. :class:`FaceViT` or
+    :class:`PromptedSwinTransformer` with ``prompt_cfg``): recorders see the
+    prompted forward (with autograd, so the distillation losses train the
+    prompts), while ``teacher.embedding``/``teacher.logits``/
+    ``teacher.margin_logits`` and ``eval_teacher`` come from a separate
+    forward *without* prompts under ``no_grad`` — the teacher's own identity
+    prediction stays exactly the pretrained one (CAKD project decision, see
+    PAPERS.md §2). That second forward runs only when a loss or connector
+    reads those outputs.
 
     Loss keys: ``student.loss_cls`` (+ ``student.accuracy``),
     ``distill.loss_<name>`` and, for losses returning a dict,
@@ -112,6 +125,13 @@ class FaceDistiller(BaseModel):
             **kwargs)}`` — trainable modules owned by the distiller.
         student_loss_weight (float): Weight of the student's own loss.
             Defaults to 1.0.
+        teacher_trainable (Sequence[str]): Prefixes of teacher parameters
+            that train with the student, e.g. ``['backbone.prompts']`` for
+            APT prompts (CAKD). They need not be in ``teacher_ckpt``, are
+            handed to the optimizer, and are saved in (and resumed from) the
+            distiller's checkpoints; the rest of the teacher stays frozen
+            and in eval mode. When trainable teacher parameters exist the
+            teacher runs with autograd on. Defaults to ().
         student_cls_samples (int, optional): Compute the student's
             classification loss (and accuracy) on the first N samples of
             each batch only; distillation losses still see the whole batch.
@@ -137,6 +157,7 @@ class FaceDistiller(BaseModel):
                  connectors: Optional[dict] = None,
                  student_loss_weight: float = 1.0,
                  student_cls_samples: Optional[int] = None,
+                 teacher_trainable: Sequence[str] = (),
                  save_teacher: bool = False,
                  eval_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
@@ -147,10 +168,22 @@ class FaceDistiller(BaseModel):
         self.student = MODELS.build(student)
         self.teacher = MODELS.build(teacher)
         self.teacher_ckpt = teacher_ckpt
+        self.teacher_trainable = tuple(teacher_trainable)
+        names = [n for n, _ in self.teacher.named_parameters()]
+        for prefix in self.teacher_trainable:
+            if not any(n.startswith(prefix) for n in names):
+                raise KeyError(
+                    f'teacher_trainable prefix {prefix!r} matches no teacher '
+                    'parameter; e.g. APT prompts need `prompt_cfg` on the '
+                    "teacher backbone and teacher_trainable=['backbone."
+                    "prompts'].")
+        optional = tuple(self.teacher_trainable)
+        if teacher_head_ckpt:
+            optional += ('head.', )
         if teacher_ckpt is not None:
             load_teacher_weights(
                 self.teacher, teacher_ckpt, teacher_revise_keys,
-                exclude_prefixes=('head.', ) if teacher_head_ckpt else ())
+                exclude_prefixes=optional)
         else:
             MMLogger.get_current_instance().warning(
                 'FaceDistiller: no teacher_ckpt given, the teacher is random.')
@@ -160,6 +193,11 @@ class FaceDistiller(BaseModel):
                                  'teacher config to load into.')
             load_teacher_weights(self.teacher.head, teacher_head_ckpt, ())
         self.teacher.requires_grad_(False)
+        for prefix in self.teacher_trainable:
+            params = [p for n, p in self.teacher.named_parameters()
+                      if n.startswith(prefix)]
+            for p in params:
+                p.requires_grad_(True)
         self.teacher.eval()
         self.save_teacher = save_teacher
         self.eval_teacher = eval_teacher
@@ -235,14 +273,20 @@ class FaceDistiller(BaseModel):
     def _drop_teacher_state(module, state_dict, prefix, local_metadata):
         if module.save_teacher:
             return state_dict
-        for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        # trainable teacher parameters (e.g. APT prompts) are kept
+        keep = tuple(prefix + 'teacher.' + p for p in module.teacher_trainable)
+        for key in [k for k in state_dict
+                    if k.startswith(prefix + 'teacher.')
+                    and not k.startswith(keep)]:
             del state_dict[key]
         return state_dict
 
     @staticmethod
     def _ignore_missing_teacher(module, incompatible_keys) -> None:
         missing = incompatible_keys.missing_keys
-        for key in [k for k in missing if k.startswith('teacher.')]:
+        trainable = tuple('teacher.' + p for p in module.teacher_trainable)
+        for key in [k for k in missing if k.startswith('teacher.')
+                    and not k.startswith(trainable)]:
             missing.remove(key)
 
     def init_weights(self) -> None:
@@ -307,13 +351,7 @@ class FaceDistiller(BaseModel):
         values = {'gt_label': gt, 'student.embedding': s_emb,
                   'student.logits': s_out['logits'],
                   'student.margin_logits': s_out['margin_logits']}
-        with torch.no_grad():
-            t_emb = self.teacher.extract_feat(inputs)
-            values['teacher.embedding'] = t_emb
-            if needed & {'teacher.logits', 'teacher.margin_logits'}:
-                t_out = self.teacher.head.get_logits(t_emb, gt)
-                values['teacher.logits'] = t_out['logits']
-                values['teacher.margin_logits'] = t_out['margin_logits']
+        values.update(self._teacher_forward(inputs, gt, needed))
         for name, rec in self.recorders.items():
             values[f'recorder.{name}'] = rec.data
         for name, conn in self.connectors.items():
@@ -335,12 +373,48 @@ class FaceDistiller(BaseModel):
             losses['distill.weight_scale'] = inputs.new_tensor(scale)
         return losses
 
+    def _teacher_prompted(self) -> bool:
+        return bool(getattr(self.teacher.backbone, 'prompts_enabled', False))
+
+    def _teacher_outputs(self, inputs: torch.Tensor, gt: torch.Tensor,
+                         needed: set) -> Dict[str, torch.Tensor]:
+        t_emb = self.teacher.extract_feat(inputs)
+        out = {'teacher.embedding': t_emb}
+        if needed & {'teacher.logits', 'teacher.margin_logits'}:
+            t_out = self.teacher.head.get_logits(t_emb, gt)
+            out['teacher.logits'] = t_out['logits']
+            out['teacher.margin_logits'] = t_out['margin_logits']
+        return out
+
+    def _teacher_forward(self, inputs: torch.Tensor, gt: torch.Tensor,
+                         needed: set) -> Dict[str, torch.Tensor]:
+        """Teacher outputs; recorders end up holding the prompted pass."""
+        trainable = any(p.requires_grad for p in self.teacher.parameters())
+        if not self._teacher_prompted():
+            with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+                return self._teacher_outputs(inputs, gt, needed)
+        out = {}
+        reads_outputs = needed & {'teacher.embedding', 'teacher.logits',
+                                  'teacher.margin_logits'}
+        if reads_outputs:
+            # the pretrained teacher's own prediction: no prompts, no grad;
+            # run first so the prompted pass below overwrites the recorders
+            with torch.no_grad(), self.teacher.backbone.without_prompts():
+                out = self._teacher_outputs(inputs, gt, needed)
+        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+            self.teacher.extract_feat(inputs)  # fills the teacher recorders
+        return out
+
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
         samples = self.student.predict(inputs, data_samples)
         if self.eval_teacher and not self._teacher_eval_done:
-            t_emb, t_norm = self.teacher.embed(inputs)
+            if self._teacher_prompted():
+                with self.teacher.backbone.without_prompts():
+                    t_emb, t_norm = self.teacher.embed(inputs)
+            else:
+                t_emb, t_norm = self.teacher.embed(inputs)
             for ds, e, n in zip(samples, t_emb, t_norm):
                 ds.set_field(e.float().cpu(), 'teacher_embedding',
                              field_type='data')
