@@ -1,3 +1,4 @@
+import copy
 import os
 import sys
 
@@ -47,6 +48,10 @@ def tiny_config(config: str, data_root: str, work_dir: str, epochs: int = 1,
         cfg.train_dataloader.dataset.pipeline = [
             t for t in cfg.train_dataloader.dataset.pipeline
             if 'RandomFlip' not in t['type']]
+    # the test set of the demo configs is the whole synthetic suite; tests
+    # that need it build it themselves, the rest test on the val sets
+    cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+    cfg.test_evaluator = cfg.val_evaluator
     for loader in ('val_dataloader', 'test_dataloader'):
         dl = cfg[loader]
         dl.num_workers = 0

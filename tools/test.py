@@ -7,7 +7,7 @@ the papers' column order (IJB-C, IJB-B, MegaFace, LFW, CFP-FP, CPLFW,
 AgeDB-30, CALFW, then any other set) is printed and saved as
 ``<work_dir>/summary.{md,json}`` next to the full metrics JSON.
 
-    python tools/test.py CONFIG CKPT [--cfg-options ...]
+    python tools/test.py CONFIG CKPT [--suite SUITE] [--cfg-options ...]
     tools/dist_test.sh CONFIG CKPT 8
 """
 import argparse
@@ -32,6 +32,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', help='JSON file for the metrics (default: '
                         '<work_dir>/eval_<time>.json)')
     parser.add_argument('--amp', action='store_true', help='test under AMP')
+    parser.add_argument('--suite', help='a config file whose test_dataloader '
+                        'and test_evaluator replace the config\'s, e.g. '
+                        'configs/_base_/datasets/paper_suite.py (all the '
+                        'papers\' sets)')
     parser.add_argument('--name', help='row name in the summary table '
                         '(default: the config name)')
     parser.add_argument('--no-progress', action='store_true',
@@ -56,6 +60,14 @@ def main() -> None:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.suite is not None:
+        suite = Config.fromfile(args.suite)
+        for key in ('test_dataloader', 'test_evaluator'):
+            if key not in suite:
+                raise SystemExit(f'--suite {args.suite} defines no {key}; a '
+                                 'suite file needs test_dataloader and '
+                                 'test_evaluator.')
+            cfg[key] = suite[key]
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:

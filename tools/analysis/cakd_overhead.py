@@ -9,11 +9,15 @@ per image at the config's input size:
   two URFMs), every parametric distillation loss (e.g. CAKD's shared MSA)
   and the trainable teacher parameters (APT prompts; their FLOPs are the
   teacher's forward with prompts minus without them);
-* for reference, the frozen teacher's forward.
+* for reference, the frozen teacher's forward (backbone + neck).
+
+Classifier heads (the student's ArcFace head exists in any face training)
+are left out of every row.
 
 FLOPs are counted by MMEngine's ``FlopAnalyzer`` (fvcore's counting: one
 multiply-accumulate = one FLOP; element-wise ops such as activations,
-softmax, additions are not counted). Backward passes are not counted.
+softmax, additions are not counted). Backward passes are not counted — note
+that training the prompts needs a backward through the frozen teacher.
 
 Example::
 
@@ -66,6 +70,14 @@ def count_params(params) -> int:
     return sum(p.numel() for p in params)
 
 
+def embedding_params(recognizer: nn.Module) -> int:
+    """Parameters of a FaceRecognizer without its classifier head."""
+    head = getattr(recognizer, 'head', None)
+    skip = {id(p) for p in head.parameters()} if head is not None else set()
+    return count_params(p for p in recognizer.parameters()
+                        if id(p) not in skip)
+
+
 def input_size(cfg: Config) -> int:
     pre = cfg.model.get('data_preprocessor') or {}
     return int(pre.get('resize_to') or 112)
@@ -81,11 +93,8 @@ def analyze(cfg: Config) -> Dict[str, Dict[str, Optional[int]]]:
     rows: Dict[str, Dict[str, Optional[int]]] = {}
 
     student = model.student
-    head = getattr(student, 'head', None)
-    head_ids = {id(p) for p in head.parameters()} if head is not None else set()
     rows['student (inference)'] = dict(
-        params=count_params(p for p in student.parameters()
-                            if id(p) not in head_ids),
+        params=embedding_params(student),
         flops=count_flops(_Embed(student), (x, )))
 
     # fill the recorders with one forward of each network
@@ -126,7 +135,7 @@ def analyze(cfg: Config) -> Dict[str, Dict[str, Optional[int]]]:
         rows['teacher prompts (APT)'] = dict(
             params=count_params(p for _, p in trainable), flops=flops)
     rows['teacher forward (frozen, reference)'] = dict(
-        params=count_params(teacher.parameters()), flops=teacher_flops)
+        params=embedding_params(teacher), flops=teacher_flops)
     return rows
 
 

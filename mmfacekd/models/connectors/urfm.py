@@ -172,6 +172,8 @@ class URFM(BaseModule):
       are. With ``face_ref='anchor'`` the anchor's landmark distance is used
       instead (it only shifts whole rows of ``D``). Landmarks default to the
       five points of the ArcFace 112x112 template (FORMATS.md §6).
+      ``face_scale = 1``: both distances are in frame pixels and weigh the
+      same; the paper's gamma is not public.
     * **Bucketing.** Distances are divided by ``distance_unit`` (4 px by
       default: one cell of a 28x28 lattice, the finest map a 112x112 face
       gives at stride 4) and bucketed by :func:`piecewise_index` with
@@ -185,8 +187,22 @@ class URFM(BaseModule):
       ``j`` — PAPERS.md's "b_i added to the query" with the bucket depending
       on the (center, pixel) pair, i.e. iRPE's *contextual* mode
       ``e_ij += (f_j W_k) · P[I(D)]``. With several heads each head uses its
-      ``embed_dims / num_heads`` slice. ``P`` starts at zero (as in iRPE), so
-      training starts from content attention.
+      ``embed_dims / num_heads`` slice.
+    * **Locality prior at init** (``locality_init = tau``, default 1). With
+      ``P = 0`` (iRPE's init) and small weights every center would attend
+      uniformly at the start, all ``L`` local features would be identical,
+      ``L_Attn`` of :class:`CAKDLoss` would be 0 and every center would get
+      the same gradient — a symmetric start that training escapes slowly,
+      if at all. Because ``W_k`` has a bias, the formula already contains a
+      per-bucket scalar term ``P[b] · b_k``; it is initialized to
+      ``-tau * b`` (per head, after the ``1/sqrt(d_head)`` scaling) by
+      setting ``b_k = sqrt(d_head) u`` and ``P[b] = -tau b u`` for a unit
+      vector ``u`` (``1/sqrt(d_head)`` in every coordinate). So each center
+      starts as a soft local pooling around its anchor (pixels in farther
+      buckets get ``e^-tau`` less weight per bucket), the same face region in
+      both branches, which is exactly what URFM is for; everything stays
+      learnable. The prompts' bucket starts like the farthest distance
+      bucket. ``locality_init=0`` gives iRPE's zero init.
     * **Heads.** One head by default (the paper's formula, scaled by
       ``1/sqrt(d)``); ``num_heads > 1`` splits ``d`` into heads scaled by
       ``1/sqrt(d/num_heads)`` and concatenates their outputs. No output
@@ -222,6 +238,8 @@ class URFM(BaseModule):
             to 4.0.
         alpha, beta, gamma (float): Piecewise index coefficients. Defaults
             to 4, 8, 32.
+        locality_init (float): ``tau`` of the locality prior (0: none).
+            Defaults to 1.0.
         init_cfg (dict, optional): MMEngine init config.
     """
 
@@ -241,6 +259,7 @@ class URFM(BaseModule):
                  alpha: float = 4.0,
                  beta: float = 8.0,
                  gamma: float = 32.0,
+                 locality_init: float = 1.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads:
@@ -263,6 +282,7 @@ class URFM(BaseModule):
         self.face_ref = face_ref
         self.distance_unit = float(distance_unit)
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.locality_init = float(locality_init)
         lm = ARCFACE_TEMPLATE_112 if landmarks is None else landmarks
         self.register_buffer(
             'landmarks', torch.tensor(np.array(lm, dtype=np.float64)).reshape(
@@ -290,8 +310,21 @@ class URFM(BaseModule):
         for lin in (self.in_proj, self.q, self.k, self.v):
             nn.init.trunc_normal_(lin.weight, std=0.02)
             nn.init.zeros_(lin.bias)
-        if self.pos_table is not None:
-            nn.init.zeros_(self.pos_table)
+        if self.pos_table is None:
+            return
+        nn.init.zeros_(self.pos_table)
+        if self.locality_init:
+            nh, dh = self.num_heads, self.embed_dims // self.num_heads
+            nb = self.num_buckets
+            u = torch.full((dh, ), dh**-0.5)
+            # distance buckets 0..nb-2; the no-position bucket nb-1 is set
+            # like the farthest distance bucket
+            steps = torch.arange(nb, dtype=torch.float32).clamp(max=nb - 2)
+            with torch.no_grad():
+                self.k.bias.copy_((u * dh**0.5).repeat(nh))
+                self.pos_table.copy_(
+                    (-self.locality_init * steps[:, None, None]
+                     * u[None, None, :]).expand(nb, nh, dh).reshape(nb, -1))
 
     def init_weights(self) -> None:
         """Own init (see :meth:`reset_parameters`) unless ``init_cfg``."""

@@ -143,3 +143,21 @@ def test_positional_encoding_used_and_trained():
     used = m.bucket_indices(3, 3, 2).unique()
     assert (grad[used].abs().sum(1) > 0).all()
     assert grad[-1].abs().sum() > 0  # the prompts' no-position bucket
+
+
+def test_locality_prior_at_init():
+    # with content terms switched off, the initial logits are -tau * bucket
+    m = URFM(6, 8, num_heads=2, center_grid=(2, 2), token_grid=(3, 3),
+             locality_init=0.7)
+    with torch.no_grad():
+        m.k.weight.zero_()
+        m.q.weight.zero_()
+        m.q.bias.zero_()
+    m(torch.randn(1, 9 + 1, 6))
+    idx = m.bucket_indices(3, 3, 1).clone()
+    idx[:, -1] = m.num_buckets - 2  # the prompt bucket acts as the farthest
+    expect = torch.softmax(-0.7 * idx.float(), dim=-1)
+    for h in range(2):
+        assert torch.allclose(m.last_attn[0, h], expect, atol=1e-6)
+    # locality_init=0 -> iRPE's zero table
+    assert URFM(6, 8, locality_init=0).pos_table.abs().sum() == 0

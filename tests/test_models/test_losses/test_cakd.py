@@ -35,7 +35,7 @@ def test_attention_loss_by_hand_one_head():
     torch.manual_seed(1)
     d, L = 4, 5
     loss = CAKDLoss(embed_dims=d, num_heads=1, lambda_attn=1.0,
-                    lambda_feat=0.0, normalize=False, loss_weight=2.0)
+                    lambda_feat=0.0, normalize=None, loss_weight=2.0)
     hs, ht = torch.randn(2, L, d), torch.randn(2, L, d)
     w, b = loss.msa.qkv.weight, loss.msa.qkv.bias
     wq, wk = w[:d], w[d:2 * d]
@@ -56,14 +56,61 @@ def test_attention_loss_by_hand_one_head():
     assert maps.shape == (2, 1, L, L)
     assert torch.allclose(maps.sum(-1), torch.ones(()), atol=1e-6)
 
-    # L_Feat: MSE of the (LayerNorm'ed) MSA outputs
+    # L_Feat: MSE of the batch-standardized MSA outputs of the
+    # batch-standardized local features
+    def std(x):
+        return (x - x.mean(0)) / (x.var(0, unbiased=False) + 1e-5).sqrt()
+
+    hs, ht = torch.randn(6, L, d), torch.randn(6, L, d)
     loss2 = CAKDLoss(embed_dims=d, num_heads=2, lambda_attn=0.0)
-    o_s, m_s = loss2.msa(F.layer_norm(hs, (d, )))
-    o_t, _ = loss2.msa(F.layer_norm(ht, (d, )))
-    expect = F.mse_loss(F.layer_norm(o_s, (d, )), F.layer_norm(o_t, (d, )))
+    o_s, m_s = loss2.msa(std(hs))
+    o_t, _ = loss2.msa(std(ht))
+    expect = F.mse_loss(std(o_s), std(o_t))
     assert torch.allclose(loss2(hs, ht)['loss'], expect, atol=1e-6)
-    assert m_s.shape == (2, 2, L, L)
+    assert m_s.shape == (6, 2, L, L)
     assert torch.allclose(m_s.sum(-1), torch.ones(()), atol=1e-6)
+    # 'layer': LayerNorm over d instead
+    loss3 = CAKDLoss(embed_dims=d, num_heads=2, lambda_attn=0.0,
+                     normalize='layer')
+    loss3.load_state_dict(loss2.state_dict())
+    o_s, _ = loss3.msa(F.layer_norm(hs, (d, )))
+    o_t, _ = loss3.msa(F.layer_norm(ht, (d, )))
+    expect = F.mse_loss(F.layer_norm(o_s, (d, )), F.layer_norm(o_t, (d, )))
+    assert torch.allclose(loss3(hs, ht)['loss'], expect, atol=1e-6)
+    with pytest.raises(ValueError):
+        CAKDLoss(embed_dims=d, normalize='instance')
+
+
+def test_batch_normalization_blocks_trivial_solutions():
+    torch.manual_seed(4)
+    loss = CAKDLoss(embed_dims=8, num_heads=2)
+    hs, ht = torch.randn(5, 9, 8), torch.randn(5, 9, 8)
+    ref = loss(hs, ht)['loss']
+    # neither the scale nor an offset of a branch changes the loss
+    for a, b in ((0.2, 0.0), (100.0, 3.0), (1.0, -7.0)):
+        assert torch.allclose(loss(a * hs + b, ht)['loss'], ref, atol=1e-3)
+
+
+def test_decorrelation_term_by_hand():
+    from mmfacekd.models.losses.cakd import off_diagonal_correlation
+    # channels 0 and 1 identical, channel 2 independent of both (exactly)
+    a = torch.tensor([1., -1., 1., -1.])
+    c = torch.tensor([1., 1., -1., -1.])
+    x = torch.stack([a, a, c], dim=-1)  # 4 samples, d = 3
+    # C = [[1, 1, 0], [1, 1, 0], [0, 0, 1]] -> (1 + 1) / 3
+    assert torch.allclose(off_diagonal_correlation(x), torch.tensor(2 / 3),
+                          atol=1e-4)
+    torch.manual_seed(5)
+    loss = CAKDLoss(embed_dims=8, num_heads=2, decorrelation=0.5)
+    hs, ht = torch.randn(4, 9, 8), torch.randn(4, 9, 8)
+    out = loss(hs, ht)
+    o_s, _ = loss.attend(hs)
+    o_t, _ = loss.attend(ht)
+    expect = (out['attn'] + out['feat'] + 0.5 * (
+        off_diagonal_correlation(o_s) + off_diagonal_correlation(o_t)))
+    assert torch.allclose(out['loss'], expect, atol=1e-6)
+    assert torch.allclose(out['decor'], off_diagonal_correlation(o_s)
+                          + off_diagonal_correlation(o_t))
 
 
 def test_gradients_reach_both_urfms_and_the_shared_msa():
@@ -82,8 +129,11 @@ def test_gradients_reach_both_urfms_and_the_shared_msa():
     for name, mod in (('student URFM', s_urfm), ('teacher URFM', t_urfm),
                       ('MSA', loss.msa)):
         for pname, p in mod.named_parameters():
-            assert p.grad is not None and p.grad.abs().sum() > 0, \
-                (name, pname)
+            assert p.grad is not None, (name, pname)
+            # batch standardization removes constant offsets: the output
+            # biases of the value paths get (numerically) zero gradients
+            if pname not in ('v.bias', 'proj.bias'):
+                assert p.grad.abs().sum() > 0, (name, pname)
     # the teacher side is not detached: its tokens (prompts) get gradients,
     # the prompt outputs included
     assert t_feat.grad[:, -2:].abs().sum() > 0

@@ -1,0 +1,38 @@
+# CAKD (ACM MM 2023): Swin-T teacher -> MobileFaceNet student on MS1MV2.
+#   tools/dist_train.sh configs/cakd/cakd_swin_t_mbf.py 8
+# Needs the teacher at checkpoints/arcface_swin_t_ms1mv2.pth (train it with
+# configs/arcface/arcface_swin_t_ms1mv2.py). The plain Swin checkpoint loads
+# into the prompted backbone; the prompts start fresh.
+#
+# * APT: t=4 prompts per stage (PromptedSwinTransformer); they are the only
+#   trainable teacher parameters and train through the CAKD loss.
+# * URFM per branch on the last pixel features: teacher `token_out`
+#   (B, 7*7 + 4, 768), student MobileFaceNet `conv_sep` (B, 512, 7, 7);
+#   both -> 49 local features of width 256.
+# * CAKDLoss: shared 8-head MSA, L_Attn + L_Feat (weights 1, 1) on
+#   batch-standardized features, + 0.04 x decorrelation (project decision
+#   against collapse), plus the student's own ArcFace loss.
+# Decisions where the paper is not public: see mmfacekd/models/connectors/
+# urfm.py and mmfacekd/models/losses/cakd.py.
+_base_ = './_swin_t_mbf.py'
+model = dict(
+    teacher=dict(backbone=dict(type='PromptedSwinTransformer',
+                               prompt_cfg=dict(num_prompts=4))),
+    teacher_trainable=['backbone.prompts'],
+    recorders=dict(
+        t_tokens=dict(source='teacher.backbone.token_out'),
+        s_feat=dict(source='student.backbone.conv_sep')),
+    connectors=dict(
+        urfm_t=dict(type='URFM', input='recorder.t_tokens', in_channels=768,
+                    embed_dims=256, token_grid=(7, 7)),
+        urfm_s=dict(type='URFM', input='recorder.s_feat', in_channels=512,
+                    embed_dims=256)),
+    distill_losses=dict(
+        cakd=dict(type='CAKDLoss', embed_dims=256, num_heads=8,
+                  lambda_attn=1.0, lambda_feat=1.0,
+                  # batch-standardized features + VICReg-style
+                  # decorrelation against the collapse of the trainable
+                  # URFMs/MSA (see CAKDLoss); 0 = the paper's formula
+                  normalize='batch', decorrelation=0.04,
+                  inputs=dict(student_local='connector.urfm_s',
+                              teacher_local='connector.urfm_t'))))
