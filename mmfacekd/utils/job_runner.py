@@ -49,6 +49,23 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
     return ckpt if osp.isfile(ckpt) else None
 
 
+def _final_epoch(config: str) -> Optional[int]:
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    train_cfg = cfg.get('train_cfg', {}) or {}
+    return train_cfg.get('max_epochs') if train_cfg.get('by_epoch', True) \
+        else None
+
+
+def _is_final(ckpt: str, final_epoch: Optional[int]) -> bool:
+    """True unless ``ckpt`` is an ``epoch_N.pth`` with N < the last epoch."""
+    name = osp.basename(ckpt)
+    if final_epoch is None or not (name.startswith('epoch_')
+                                   and name.endswith('.pth')):
+        return True
+    return int(name[len('epoch_'):-len('.pth')]) >= final_epoch
+
+
 def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
                    train: bool = True, procs: int = 1,
                    train_args: Sequence[str] = ('--no-validate', ),
@@ -61,6 +78,8 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
         config (str): Config path relative to the repo root.
         work_dir (str): Work dir of the job (created).
         retrain (bool): Train even if ``work_dir`` has a final checkpoint.
+            An interrupted run (last checkpoint before the final epoch) is
+            resumed.
         train (bool): False only evaluates an existing work dir (an error
             if it has no checkpoint).
         procs (int): Processes for training (``tools/dist_train.sh``).
@@ -76,6 +95,9 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
     py = sys.executable
     os.makedirs(work_dir, exist_ok=True)
     ckpt = None if retrain else last_checkpoint(work_dir)
+    resume = ckpt is not None and not _is_final(ckpt, _final_epoch(config))
+    if resume:  # an interrupted run: continue it
+        ckpt = None
     t0 = time.time()
     if ckpt is None:
         if not train:
@@ -89,8 +111,8 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
         else:
             cmd, env = [py, 'tools/train.py', config, '--work-dir',
                         work_dir], None
-        run_logged(cmd + list(train_args), osp.join(work_dir, 'train.log'),
-                   env)
+        run_logged(cmd + list(train_args) + (['--resume'] if resume else []),
+                   osp.join(work_dir, 'train.log'), env)
         ckpt = last_checkpoint(work_dir)
         if ckpt is None:
             raise JobFailed(f'training {config} wrote no checkpoint in '
