@@ -1,6 +1,7 @@
 """Importing this package registers datasets and transforms."""
 from .face_image_folder import FaceImageFolder
 from .identification_set import IdentificationDataset
+from .ijb import IJBDataset
 from .mx_record_dataset import MXRecordDataset, read_property
 from .recordio import (IndexedRecordReader, IndexedRecordWriter, IRHeader,
                        RecordIOError, pack_record, unpack_record)
@@ -13,5 +14,5 @@ __all__ = [
     'IndexedRecordReader', 'IndexedRecordWriter', 'IRHeader', 'RecordIOError',
     'pack_record', 'unpack_record', 'read_property', 'load_verification_bin',
     'IdentityBalancedSampler', 'IdentityBalancedBatchSampler',
-    'IdentificationDataset'
+    'IdentificationDataset', 'IJBDataset'
 ]

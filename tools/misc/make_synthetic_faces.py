@@ -4,7 +4,8 @@ Writes ``<out>/train.rec``, ``train.idx``, ``property`` (RecordIO, insightface
 record-0 convention) and one ``<name>.bin`` per verification set.
 ``--identification`` also writes a small 1:N identification set (probe
 identities + distractors, MegaFace-style layout) under
-``<out>/identification`` (``--identification-only``: that set alone).
+``<out>/identification`` (``--identification-only``: that set alone);
+``--ijb`` an IJB-style template bundle under ``<out>/ijb`` (``--ijb-only``).
 
 Example:
     python tools/misc/make_synthetic_faces.py data/synthetic --num-ids 300
@@ -16,6 +17,7 @@ import time
 
 from mmfacekd.datasets.synthetic.identification_set import \
     write_identification_set
+from mmfacekd.datasets.synthetic.ijb_bundle import write_ijb_bundle
 from mmfacekd.datasets.synthetic.synthetic_set import (DEFAULT_PAIR_SETS,
                                                        PairSetSpec,
                                                        make_synthetic_faces)
@@ -39,6 +41,11 @@ def parse_args() -> argparse.Namespace:
                    'distractor images and list files)')
     p.add_argument('--identification-only', action='store_true',
                    help='write only <out>/identification')
+    p.add_argument('--ijb', action='store_true',
+                   help='also write <out>/ijb (an IJB-style template bundle: '
+                   'loose crops + 5-point landmarks + templates/media/pairs)')
+    p.add_argument('--ijb-only', action='store_true',
+                   help='write only <out>/ijb')
     return p.parse_args()
 
 
@@ -49,6 +56,13 @@ def main() -> None:
         sets = tuple(PairSetSpec(s.name, args.pairs, s.difficulty)
                      for s in sets)
     t0 = time.time()
+    if args.ijb or args.ijb_only:
+        ijb = write_ijb_bundle(osp.join(args.out_dir, 'ijb'), seed=args.seed,
+                               difficulty=args.difficulty)
+        if args.ijb_only:
+            ijb['seconds'] = round(time.time() - t0, 1)
+            print(json.dumps(dict(ijb=ijb)))
+            return
     if args.identification or args.identification_only:
         ident = write_identification_set(
             osp.join(args.out_dir, 'identification'), seed=args.seed,
@@ -63,6 +77,8 @@ def main() -> None:
         seed=args.seed, difficulty=args.difficulty, workers=args.workers)
     if args.identification:
         summary['identification'] = ident
+    if args.ijb:
+        summary['ijb'] = ijb
     summary['seconds'] = round(time.time() - t0, 1)
     print(json.dumps(summary))
 

@@ -43,6 +43,9 @@ val_evaluator = dict(type='VerificationMetric')
 #     Table 7 style; mmfacekd's own mask renderer);
 #   * a 1:N identification set (MegaFace challenge-1 protocol: probes vs
 #     same-identity gallery images + distractors), data/synthetic/identification;
+#   * an IJB-style template bundle (loose crops aligned by their 5 landmarks,
+#     image+flip, face-score weighting, media/template pooling, TPR@FPR),
+#     data/synthetic/ijb, reported as synth_ijbc/tpr@fpr1e-4 etc.;
 # `make demo` writes what is missing with tools/misc/make_synthetic_faces.py.
 masked_sets = ['synth_cfp', 'synth_agedb']
 test_datasets = [
@@ -55,6 +58,11 @@ test_datasets = [
          pipeline=test_pipeline)
     for name in masked_sets for mode in ('M-M', 'M-N')
 ] + [
+    dict(type='IJBDataset', data_root=data_root + '/ijb', name='ijbc',
+         set_name='synth_ijbc',
+         pipeline=[dict(type='LoadFaceImage', to_rgb=True),
+                   dict(type='AlignFace'),
+                   dict(type='PackFaceInputs')]),
     dict(type='IdentificationDataset',
          data_root=data_root + '/identification',
          probe_list='probe_list.txt', distractor_list='distractor_list.txt',
@@ -66,10 +74,17 @@ test_dataloader = dict(
     persistent_workers=False,
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='ConcatDataset', datasets=test_datasets))
+    # the parts carry different metainfo (e.g. identification counts)
+    dataset=dict(type='ConcatDataset', datasets=test_datasets,
+                 ignore_keys=['identities', 'num_probes', 'num_distractors',
+                              'set_name', 'num_templates', 'num_images',
+                              'num_pairs']))
 test_evaluator = [
     # mean/accuracy stays the mean of the three unmasked sets
     dict(type='VerificationMetric', mean_sets=val_sets),
     dict(type='IdentificationMetric', set_names=['synth_megaface'],
          fprs=(1e-6, 1e-3)),
+    dict(type='IJBMetric', set_name='synth_ijbc', data_root=data_root + '/ijb',
+         pair_file='meta/ijbc_template_pair_label.txt',
+         fprs=(1e-4, 1e-3, 1e-2, 1e-1)),
 ]

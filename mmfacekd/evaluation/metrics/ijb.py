@@ -1,0 +1,180 @@
+"""IJB-B / IJB-C 1:1 template verification metric."""
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger
+
+from mmfacekd.registry import METRICS
+from ..functional.identification import fpr_key
+from ..functional.ijb import (DEFAULT_FPRS, roc_curve, score_pairs,
+                              template_pooling, tpr_at_fpr)
+
+__all__ = ['IJBMetric', 'read_pair_file']
+
+
+def read_pair_file(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``<template1> <template2> <label>`` lines (insightface's
+    ``*_template_pair_label.txt``) into three int arrays."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'{path}: IJB pair file not found; set IJBMetric.pair_file to the '
+            "bundle's meta/<name>_template_pair_label.txt.")
+    try:
+        arr = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except ValueError as e:  # locate the bad line for the message
+        with open(path) as f:
+            for i, line in enumerate(f, 1):
+                fields = line.split()
+                if len(fields) != 3 or not all(
+                        x.lstrip('-').isdigit() for x in fields):
+                    raise ValueError(
+                        f'{path}, line {i}: expected "<template1> '
+                        f'<template2> <label>" (3 integers), got '
+                        f'{line.strip()!r}.') from e
+        raise
+    if arr.shape[1] != 3:
+        raise ValueError(f'{path}, line 1: expected 3 fields per line '
+                         f'(template1 template2 label), got {arr.shape[1]}.')
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+@METRICS.register_module()
+class IJBMetric(BaseMetric):
+    """TPR@FPR of IJB-B / IJB-C 1:1 template verification.
+
+    Consumes the images of one IJB set (``eval_protocol == 'ijb'`` and
+    ``set_name``), one result per image (distributed collection keeps every
+    image; they are re-ordered by ``sample_idx``), then runs the protocol of
+    :mod:`mmfacekd.evaluation.functional.ijb`: flip-summed features (the
+    model's ``pred_embedding``), L2-normalize, × face score, media mean,
+    template sum, L2-normalize, cosine per pair, ROC, TPR at the point
+    nearest each FPR.
+
+    Reported keys (%): ``<set>/tpr@fpr1e-6`` … ``<set>/tpr@fpr1e-1``.
+    The TPR table goes to the log; with ``out_dir`` (default: the current
+    run's log directory) also ``<set>_ijb.json`` and the ROC curve
+    ``<set>_roc.png`` (log-x FPR).
+
+    Args:
+        pair_file (str): ``meta/<name>_template_pair_label.txt``, absolute or
+            relative to ``data_root``.
+        set_name (str): The IJBDataset's set name. Defaults to 'ijbc'.
+        data_root (str, optional): Prefix of ``pair_file``.
+        fprs (Sequence[float]): FPR targets. Defaults to 1e-6 … 1e-1.
+        use_norm_score (bool): L2-normalize image features before
+            weighting. Defaults to True.
+        use_detector_score (bool): Weight by face score. Defaults to True.
+        out_dir (str, optional): Where the JSON and PNG go.
+    """
+    default_prefix: Optional[str] = None
+
+    def __init__(self, pair_file: str, set_name: str = 'ijbc',
+                 data_root: Optional[str] = None,
+                 fprs: Sequence[float] = DEFAULT_FPRS,
+                 use_norm_score: bool = True,
+                 use_detector_score: bool = True,
+                 out_dir: Optional[str] = None,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.pair_file = osp.join(data_root, pair_file) if data_root \
+            else pair_file
+        self.set_name = set_name
+        self.fprs = tuple(fprs)
+        self.use_norm_score = use_norm_score
+        self.use_detector_score = use_detector_score
+        self.out_dir = out_dir
+
+    def process(self, data_batch, data_samples: Sequence) -> None:
+        for ds in data_samples:
+            get = ds.get
+            if get('eval_protocol', None) != 'ijb' or \
+                    get('set_name') != self.set_name:
+                continue
+            emb = get('pred_embedding')
+            self.results.append(dict(
+                sample_idx=int(get('sample_idx')),
+                embedding=np.asarray(emb.numpy() if hasattr(emb, 'numpy')
+                                     else emb, np.float32),
+                face_score=float(get('face_score')),
+                template_id=int(get('template_id')),
+                media_id=int(get('media_id'))))
+
+    def _pool(self, results: List[dict]):
+        results = sorted(results, key=lambda r: r['sample_idx'])
+        idx = np.array([r['sample_idx'] for r in results])
+        if len(idx) == 0 or not np.array_equal(idx, np.arange(len(idx))):
+            raise ValueError(
+                f'IJB set {self.set_name!r}: got image indices that are not '
+                f'exactly 0..N-1 ({len(results)} results); every image of '
+                'the set must be evaluated exactly once (check the sampler '
+                'and that the dataset set_name matches IJBMetric.set_name).')
+        feats = np.stack([r['embedding'] for r in results])
+        return template_pooling(
+            feats, np.array([r['face_score'] for r in results]),
+            np.array([r['template_id'] for r in results]),
+            np.array([r['media_id'] for r in results]),
+            self.use_norm_score, self.use_detector_score)
+
+    def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
+        templates, tfeats = self._pool(results)
+        t1, t2, labels = read_pair_file(self.pair_file)
+        try:
+            scores = score_pairs(templates, tfeats, t1, t2)
+        except KeyError as e:
+            i = e.args[0]
+            raise ValueError(
+                f'{self.pair_file}, line {i + 1}: pair ({t1[i]}, {t2[i]}) '
+                'names a template without any evaluated image (not in the '
+                "face_tid_mid file, or all its images missing); fix the pair "
+                'file or the dataset.') from None
+        fpr, tpr, _ = roc_curve(scores, labels)
+        table = tpr_at_fpr(fpr, tpr, self.fprs)
+        name = self.set_name
+        metrics = {f'{name}/tpr@fpr{fpr_key(f)}': v * 100
+                   for f, v in table.items()}
+        logger = MMLogger.get_current_instance()
+        logger.info(
+            f'{name}: {len(results)} images, {len(templates)} templates, '
+            f'{len(labels)} pairs ({int(labels.sum())} genuine)\n'
+            '  FPR  ' + ' '.join(f'{fpr_key(f):>7}' for f in self.fprs) +
+            '\n  TPR% ' + ' '.join(f'{table[f] * 100:7.2f}'
+                                   for f in self.fprs))
+        self._save(name, metrics, fpr, tpr, len(templates), len(labels),
+                   int(labels.sum()), logger)
+        return metrics
+
+    def _save(self, name, metrics, fpr, tpr, n_templates, n_pairs, n_pos,
+              logger) -> None:
+        out_dir = self.out_dir
+        if out_dir is None:
+            log_file = getattr(logger, 'log_file', None)
+            out_dir = osp.dirname(log_file) if log_file else None
+        if not out_dir:
+            return
+        os.makedirs(out_dir, exist_ok=True)
+        with open(osp.join(out_dir, f'{name}_ijb.json'), 'w') as f:
+            json.dump(dict(set_name=name, templates=n_templates,
+                           pairs=n_pairs, genuine_pairs=n_pos,
+                           use_norm_score=self.use_norm_score,
+                           use_detector_score=self.use_detector_score,
+                           metrics=metrics), f, indent=1)
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(5, 4))
+        keep = fpr > 0
+        ax.plot(fpr[keep], tpr[keep] * 100)
+        ax.set_xscale('log')
+        ax.set_xlim(max(1e-6, fpr[keep].min() if keep.any() else 1e-6), 1)
+        ax.set_xlabel('False Positive Rate')
+        ax.set_ylabel('True Positive Rate (%)')
+        ax.set_title(f'{name} 1:1 ROC')
+        ax.grid(True, which='both', alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(osp.join(out_dir, f'{name}_roc.png'), dpi=100)
+        plt.close(fig)
