@@ -64,7 +64,8 @@ def write_ijb_bundle(out_dir: str, name: str = 'ijbc', num_ids: int = 40,
         num_ids (int): Identities.
         templates_per_id, media_per_template, imgs_per_media (tuple):
             Inclusive (min, max) counts.
-        impostor_ratio (int): Impostor pairs per genuine pair.
+        impostor_ratio (int): Impostor pairs per genuine pair (at most all
+            impostor template pairs).
         canvas (int): Side of the loose crops.
         seed (int): Seed; the output is a pure function of the arguments.
         difficulty (float): Nuisance strength.
@@ -116,12 +117,11 @@ def write_ijb_bundle(out_dir: str, name: str = 'ijbc', num_ids: int = 40,
         templates_of.append(mine)
     genuine = [(a, b) for ts in templates_of for a, b in combinations(ts, 2)]
     owner = {t: i for i, ts in enumerate(templates_of) for t in ts}
-    impostors = set()
-    want = impostor_ratio * len(genuine)
-    while len(impostors) < want:
-        a, b = (int(x) for x in rng.integers(0, tid, 2))
-        if owner[a] != owner[b]:
-            impostors.add((min(a, b), max(a, b)))
+    all_impostors = [(a, b) for a, b in combinations(range(tid), 2)
+                     if owner[a] != owner[b]]
+    want = min(impostor_ratio * len(genuine), len(all_impostors))
+    pick = rng.choice(len(all_impostors), want, replace=False)
+    impostors = {all_impostors[i] for i in pick}
     pairs = [(a, b, 1) for a, b in genuine] + \
         [(a, b, 0) for a, b in sorted(impostors)]
     meta = osp.join(out_dir, 'meta')
