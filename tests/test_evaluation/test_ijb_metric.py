@@ -77,7 +77,7 @@ def test_score_pairs_chunks_and_unknown_template():
     templates = np.array([2, 5, 8, 9])
     t1, t2 = np.array([2, 5, 9]), np.array([8, 8, 2])
     ref = [feats[0] @ feats[2], feats[1] @ feats[2], feats[3] @ feats[0]]
-    np.testing.assert_allclose(score_pairs(templates, feats, t1, t2, chunk=2),
+    np.testing.assert_allclose(score_pairs(templates, feats, t1, t2, block=2),
                                ref, rtol=1e-6)
     with pytest.raises(KeyError):
         score_pairs(templates, feats, np.array([2, 3]), np.array([5, 5]))

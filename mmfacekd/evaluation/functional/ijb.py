@@ -74,16 +74,20 @@ def template_pooling(features: np.ndarray, face_scores: np.ndarray,
 
 def score_pairs(templates: np.ndarray, template_feats: np.ndarray,
                 t1: np.ndarray, t2: np.ndarray,
-                chunk: int = 1_000_000) -> np.ndarray:
+                block: int = 2048) -> np.ndarray:
     """Cosine score of each pair ``(t1[i], t2[i])`` of template ids.
 
-    ``templates`` must be sorted (as returned by :func:`template_pooling`);
-    pairs are scored ``chunk`` at a time, so memory stays at
-    ``2 * chunk * D`` floats whatever the number of pairs.
+    ``templates`` must be sorted (as returned by :func:`template_pooling`).
+    Pairs are grouped by their first template; for each block of ``block``
+    first templates one matmul against all templates gives every score the
+    block's pairs need (``block x T`` floats at a time: 190 MB for IJB-C's
+    23,124 templates), then the pairs' scores are gathered from it. IJB pair
+    lists reuse templates heavily (15.7M pairs over 23k templates), so this
+    does far less memory traffic than gathering two feature rows per pair.
 
     Raises:
-        KeyError: if a pair names a template that has no images; the message
-            gives the first such pair index.
+        KeyError: if a pair names a template that has no images; the
+            argument is the first such pair index.
     """
     t1 = np.asarray(t1, np.int64)
     t2 = np.asarray(t2, np.int64)
@@ -94,11 +98,17 @@ def score_pairs(templates: np.ndarray, template_feats: np.ndarray,
         bad = np.flatnonzero(templates[idx_c] != t)
         if bad.size:
             raise KeyError(int(bad[0]))
+    feats = np.ascontiguousarray(template_feats, dtype=np.float32)
+    order = np.argsort(i1, kind='stable')
+    sorted_i1 = i1[order]
     scores = np.empty(len(t1), np.float32)
-    for s in range(0, len(t1), chunk):
-        a = template_feats[i1[s:s + chunk]]
-        b = template_feats[i2[s:s + chunk]]
-        scores[s:s + chunk] = np.einsum('ij,ij->i', a, b)
+    for r0 in range(0, len(feats), block):
+        lo, hi = np.searchsorted(sorted_i1, [r0, r0 + block])
+        if lo == hi:
+            continue
+        sel = order[lo:hi]
+        sim = feats[r0:r0 + block] @ feats.T
+        scores[sel] = sim[i1[sel] - r0, i2[sel]]
     return scores
 
 
