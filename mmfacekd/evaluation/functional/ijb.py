@@ -23,17 +23,6 @@ __all__ = ['DEFAULT_FPRS', 'template_pooling', 'score_pairs', 'roc_curve',
 DEFAULT_FPRS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def _segment_sum(values: np.ndarray, keys: np.ndarray
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum rows of ``values`` per unique key (sorted): (keys, sums, counts)."""
-    order = np.argsort(keys, kind='stable')
-    k = keys[order]
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
-    sums = np.add.reduceat(values[order], starts, axis=0)
-    counts = np.diff(np.r_[starts, len(k)])
-    return k[starts], sums, counts
-
-
 def template_pooling(features: np.ndarray, face_scores: np.ndarray,
                      template_ids: np.ndarray, media_ids: np.ndarray,
                      use_norm_score: bool = True,
@@ -54,21 +43,30 @@ def template_pooling(features: np.ndarray, face_scores: np.ndarray,
         tuple: sorted unique template ids (T,) and their features (T, D).
     """
     feats = np.asarray(features, dtype=np.float32)
-    if use_norm_score:
-        feats = feats / np.linalg.norm(feats, axis=1, keepdims=True)
-    if use_detector_score:
-        feats = feats * np.asarray(face_scores, np.float32)[:, None]
     tids = np.asarray(template_ids, np.int64)
     mids = np.asarray(media_ids, np.int64)
-    # one key per (template, media): media mean
-    pair_keys = np.unique(np.stack([tids, mids], 1), axis=0,
-                          return_inverse=True)[1].reshape(-1)
-    _, media_sum, media_count = _segment_sum(feats, pair_keys)
-    media_mean = media_sum / media_count[:, None]
-    # template of each (template, media) group, in the same sorted order
-    media_tid = np.unique(np.stack([tids, mids], 1), axis=0)[:, 0]
-    templates, tmpl_sum, _ = _segment_sum(media_mean, media_tid)
-    tmpl = tmpl_sum / np.linalg.norm(tmpl_sum, axis=1, keepdims=True)
+    # one sort by (template, media); both segment levels are then contiguous
+    mids0 = mids - mids.min()
+    order = np.argsort(tids * (int(mids0.max()) + 1) + mids0, kind='stable')
+    t_sorted, m_sorted = tids[order], mids0[order]
+    weight = np.ones(len(order), np.float32)
+    feats = feats[order]
+    if use_norm_score:
+        weight /= np.linalg.norm(feats, axis=1)
+    if use_detector_score:
+        weight *= np.asarray(face_scores, np.float32)[order]
+    feats *= weight[:, None]
+    new_media = np.r_[True, (t_sorted[1:] != t_sorted[:-1])
+                      | (m_sorted[1:] != m_sorted[:-1])]
+    m_starts = np.flatnonzero(new_media)
+    m_counts = np.diff(np.r_[m_starts, len(order)]).astype(np.float32)
+    media_mean = np.add.reduceat(feats, m_starts, axis=0)
+    media_mean /= m_counts[:, None]
+    media_tid = t_sorted[m_starts]
+    t_starts = np.flatnonzero(np.r_[True, media_tid[1:] != media_tid[:-1]])
+    tmpl = np.add.reduceat(media_mean, t_starts, axis=0)
+    tmpl /= np.linalg.norm(tmpl, axis=1, keepdims=True)
+    templates = media_tid[t_starts]
     return templates, tmpl.astype(np.float32)
 
 
