@@ -9,13 +9,14 @@ L2-normalized; a pair's score is the cosine of its two template features; the
 ROC runs over all pairs and TPR is reported at the ROC point whose FPR is
 nearest to each target FPR.
 
-Here the per-template Python loop becomes two segment sums over sorted keys,
+Here the per-template Python loop becomes two scatter-adds over unique keys,
 pair scoring is a chunked gather + row-wise dot product, and the ROC is one
 sort.
 """
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
+import torch
 
 __all__ = ['DEFAULT_FPRS', 'template_pooling', 'score_pairs', 'roc_curve',
            'tpr_at_fpr']
@@ -42,31 +43,26 @@ def template_pooling(features: np.ndarray, face_scores: np.ndarray,
     Returns:
         tuple: sorted unique template ids (T,) and their features (T, D).
     """
-    feats = np.asarray(features, dtype=np.float32)
+    feats = torch.from_numpy(np.ascontiguousarray(features, np.float32))
     tids = np.asarray(template_ids, np.int64)
     mids = np.asarray(media_ids, np.int64)
-    # one sort by (template, media); both segment levels are then contiguous
-    mids0 = mids - mids.min()
-    order = np.argsort(tids * (int(mids0.max()) + 1) + mids0, kind='stable')
-    t_sorted, m_sorted = tids[order], mids0[order]
-    weight = np.ones(len(order), np.float32)
-    feats = feats[order]
+    weight = torch.ones(len(tids))
     if use_norm_score:
-        weight /= np.linalg.norm(feats, axis=1)
+        weight /= feats.norm(dim=1)
     if use_detector_score:
-        weight *= np.asarray(face_scores, np.float32)[order]
-    feats *= weight[:, None]
-    new_media = np.r_[True, (t_sorted[1:] != t_sorted[:-1])
-                      | (m_sorted[1:] != m_sorted[:-1])]
-    m_starts = np.flatnonzero(new_media)
-    m_counts = np.diff(np.r_[m_starts, len(order)]).astype(np.float32)
-    media_mean = np.add.reduceat(feats, m_starts, axis=0)
-    media_mean /= m_counts[:, None]
-    media_tid = t_sorted[m_starts]
-    t_starts = np.flatnonzero(np.r_[True, media_tid[1:] != media_tid[:-1]])
-    tmpl = np.add.reduceat(media_mean, t_starts, axis=0)
-    tmpl /= np.linalg.norm(tmpl, axis=1, keepdims=True)
-    templates = media_tid[t_starts]
+        weight *= torch.as_tensor(np.asarray(face_scores, np.float32))
+    # media of each image: unique (template, media) key; scatter-add rows
+    mids0 = mids - mids.min()
+    base = int(mids0.max()) + 1
+    media_keys, media_of = np.unique(tids * base + mids0, return_inverse=True)
+    media_of = torch.from_numpy(media_of.reshape(-1))
+    media = torch.zeros(len(media_keys), feats.shape[1])
+    media.index_add_(0, media_of, feats * weight[:, None])
+    media /= torch.bincount(media_of, minlength=len(media_keys))[:, None]
+    templates, tmpl_of = np.unique(media_keys // base, return_inverse=True)
+    tmpl = torch.zeros(len(templates), feats.shape[1])
+    tmpl.index_add_(0, torch.from_numpy(tmpl_of.reshape(-1)), media)
+    tmpl = torch.nn.functional.normalize(tmpl, dim=1).numpy()
     return templates, tmpl.astype(np.float32)
 
 
@@ -96,7 +92,8 @@ def score_pairs(templates: np.ndarray, template_feats: np.ndarray,
         bad = np.flatnonzero(templates[idx_c] != t)
         if bad.size:
             raise KeyError(int(bad[0]))
-    feats = np.ascontiguousarray(template_feats, dtype=np.float32)
+    feats = torch.from_numpy(np.ascontiguousarray(template_feats,
+                                                  dtype=np.float32))
     order = np.argsort(i1, kind='stable')
     sorted_i1 = i1[order]
     scores = np.empty(len(t1), np.float32)
@@ -105,7 +102,7 @@ def score_pairs(templates: np.ndarray, template_feats: np.ndarray,
         if lo == hi:
             continue
         sel = order[lo:hi]
-        sim = feats[r0:r0 + block] @ feats.T
+        sim = (feats[r0:r0 + block] @ feats.T).numpy()
         scores[sel] = sim[i1[sel] - r0, i2[sel]]
     return scores
 
@@ -125,8 +122,10 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray
     """
     scores = np.asarray(scores, np.float64)
     labels = np.asarray(labels).astype(bool)
-    order = np.argsort(-scores, kind='stable')
-    s = scores[order]
+    # one (multi-threaded) descending sort
+    s, order = torch.sort(torch.from_numpy(scores), descending=True,
+                          stable=True)
+    s, order = s.numpy(), order.numpy()
     y = labels[order]
     last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]
     tps = np.cumsum(y)[last]
