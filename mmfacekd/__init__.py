@@ -1,8 +1,9 @@
-"""mmfacekd: knowledge distillation for face recognition on MMEngine."""
-from .utils.checkpoint_safety import register_safe_globals
+"""mmfacekd: knowledge distillation for face recognition on MMEngine.
+
+Importing the package registers nothing process-wide beyond its modules; the
+safe-checkpoint setup is explicit (:func:`mmfacekd.utils.register_safe_globals`,
+called by the tools and by ``SafeCheckpointHook``).
+"""
 from .version import __version__
 
-# Make MMEngine's own checkpoints loadable under torch's ``weights_only=True``.
-register_safe_globals()
-
-__all__ = ['__version__', 'register_safe_globals']
+__all__ = ['__version__']

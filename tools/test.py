@@ -21,10 +21,11 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from mmfacekd.evaluation import write_summary
-from mmfacekd.utils import init_cpu_dist_if_needed, register_all_modules
+from mmfacekd.utils import (init_cpu_dist_if_needed, register_all_modules,
+                            register_safe_globals)
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -47,19 +48,15 @@ def parse_args() -> argparse.Namespace:
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
-def main() -> None:
-    args = parse_args()
-    register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(args.config)
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command line to the config; ``--cfg-options`` come last."""
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
     if args.suite is not None:
         suite = Config.fromfile(args.suite)
         for key in ('test_dataloader', 'test_evaluator'):
@@ -80,6 +77,17 @@ def main() -> None:
     if not args.no_progress:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='EmbeddingProgressHook')]
+    # last, so that they override --suite and the other options
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main() -> None:
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    register_safe_globals()  # weights_only loads of MMEngine checkpoints
+    cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_dist_if_needed(cfg.launcher)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()

@@ -6,7 +6,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmfacekd.utils import init_cpu_dist_if_needed, register_all_modules
+from mmfacekd.utils import (init_cpu_dist_if_needed, register_all_modules,
+                            register_safe_globals)
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,6 +66,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
+    register_safe_globals()  # weights_only loads of MMEngine checkpoints
     cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_dist_if_needed(cfg.launcher)
     runner = Runner.from_cfg(cfg)

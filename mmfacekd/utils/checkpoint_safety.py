@@ -13,11 +13,22 @@ its statistics functions (``getattr(HistoryBuffer, 'min')``), and allowing
 ``getattr`` would let a crafted file reach any attribute — i.e. run code.
 We therefore make ``HistoryBuffer`` pickle without those functions (its
 ``__setstate__`` restores the defaults), so checkpoints written with
-mmfacekd imported load with ``weights_only=True``. Checkpoints written by
-plain MMEngine still contain ``getattr`` and are refused; re-save them (or
-load them with ``weights_only=False`` only if you trust their origin).
+:func:`register_safe_globals` load with ``weights_only=True``. Checkpoints
+written by plain MMEngine still contain ``getattr`` and are refused; re-save
+them (or load them with ``weights_only=False`` only if you trust their
+origin).
+
+Nothing happens on ``import mmfacekd``. Two explicit entry points:
+
+* :func:`register_safe_globals` — process-wide, for MMEngine's own loaders
+  (``--resume``, ``load_from``). The tools call it first thing, and the
+  Runner path does through :class:`~mmfacekd.engine.SafeCheckpointHook`
+  (``default_hooks.safe_checkpoint`` in ``configs/_base_/default_runtime.py``),
+  whose ``before_run`` precedes the Runner's checkpoint loading.
+* :func:`load_checkpoint_safely` — one ``weights_only=True`` load with the
+  allow-list active only for that call (teacher weights, conversion tools).
 """
-from typing import List
+from typing import Any, List
 
 import numpy as np
 import torch
@@ -53,10 +64,46 @@ def _history_buffer_getstate(self) -> dict:
 
 
 def register_safe_globals() -> None:
-    """Allow-list MMEngine's checkpoint types for ``torch.load``.
+    """Allow-list MMEngine's checkpoint types for ``torch.load``, process-wide.
 
-    Idempotent; called when :mod:`mmfacekd` is imported.
+    Also makes ``HistoryBuffer`` pickle without function references, so the
+    checkpoints this process writes load with ``weights_only=True``.
+    Idempotent. Called by the tools and by ``SafeCheckpointHook``.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     torch.serialization.add_safe_globals(safe_globals())
+
+
+def load_checkpoint_safely(path: str, map_location: Any = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)`` with MMEngine's types allowed.
+
+    The allow-list is active only during this call, so nothing process-wide
+    changes.
+
+    Args:
+        path (str): The checkpoint file.
+        map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
+
+    Returns:
+        The loaded object.
+
+    Raises:
+        RuntimeError: If the file holds other pickled objects (e.g. a plain
+            MMEngine checkpoint with ``getattr`` references); the message
+            names the file and the fix.
+    """
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(path, map_location=map_location,
+                              weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError and friends
+        if isinstance(err, (FileNotFoundError, IsADirectoryError)):
+            raise
+        raise RuntimeError(
+            f'{path}: refused by the safe (weights_only=True) loader: '
+            f'{str(err).splitlines()[0]}. It holds objects other than '
+            'tensors and the MMEngine types mmfacekd allows (a checkpoint '
+            'written by plain MMEngine stores `getattr` references). If you '
+            'trust the file, re-save it once in a trusted environment: '
+            'torch.save(torch.load(path, weights_only=False), path).') from err

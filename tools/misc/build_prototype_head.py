@@ -28,12 +28,10 @@ from mmengine.dist import get_dist_info, init_dist, is_main_process
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
-from mmengine.runner.checkpoint import _load_checkpoint
-
 from mmfacekd.models.distillers import load_state_dict_strict, revise_state_dict
 from mmfacekd.registry import DATASETS, MODELS
 from mmfacekd.utils import (compute_class_prototypes, init_cpu_dist_if_needed,
-                            register_all_modules)
+                            load_checkpoint_safely, register_all_modules)
 
 
 def parse_args() -> argparse.Namespace:
@@ -76,7 +74,7 @@ def main() -> None:
     model_cfg.head = None
     model = MODELS.build(model_cfg)
     revise = [tuple(r.split('=', 1)) for r in args.revise_keys]
-    ckpt_obj = _load_checkpoint(ckpt, map_location='cpu')
+    ckpt_obj = load_checkpoint_safely(ckpt)
     state = revise_state_dict(ckpt_obj.get('state_dict', ckpt_obj), revise)
     # a classifier in the checkpoint (if any) is not needed here
     state = {k: v for k, v in state.items() if not k.startswith('head.')}

@@ -12,12 +12,12 @@ import argparse
 
 import torch
 
-import mmfacekd  # noqa: F401  (allow-lists MMEngine's checkpoint types)
+from mmfacekd.utils import load_checkpoint_safely
 
 
 def extract_student(src: str, dst: str) -> int:
     """Copy ``student.*`` weights of ``src`` into ``dst``; return their count."""
-    ckpt = torch.load(src, map_location='cpu', weights_only=True)
+    ckpt = load_checkpoint_safely(src)
     state = ckpt.get('state_dict', ckpt)
     student = {k[len('student.'):]: v for k, v in state.items()
                if k.startswith('student.')}

@@ -1,4 +1,6 @@
 from .distill_warmup_hook import DistillWarmupHook
 from .progress_bar_hook import EmbeddingProgressHook
+from .safe_checkpoint_hook import SafeCheckpointHook
 
-__all__ = ['DistillWarmupHook', 'EmbeddingProgressHook']
+__all__ = ['DistillWarmupHook', 'EmbeddingProgressHook',
+           'SafeCheckpointHook']
