@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
-from ..utils import gather_no_grad, gather_with_grad
+from .utils import prepare_embedding_pair
 
 __all__ = ['CCKDLoss', 'taylor_rbf_correlation']
 
@@ -84,25 +84,16 @@ class CCKDLoss(nn.Module):
         """Compute the CCKD loss.
 
         Args:
-            student_embedding (Tensor): (B, ...) student features.
-            teacher_embedding (Tensor): (B, ...) teacher features.
+            student_embedding (Tensor): (B, ...) student features, flattened
+                per sample (the kernel L2-normalizes them).
+            teacher_embedding (Tensor): (B, ...) teacher features (any
+                width).
 
         Returns:
             dict: ``loss`` and ``mse`` (unweighted).
         """
-        if student_embedding.size(0) != teacher_embedding.size(0):
-            raise ValueError(
-                'CCKDLoss: student and teacher batch sizes differ, '
-                f'{tuple(student_embedding.shape)} vs '
-                f'{tuple(teacher_embedding.shape)}')
-        dtype = student_embedding.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        fs = student_embedding.flatten(1).to(dtype)
-        ft = teacher_embedding.detach().flatten(1).to(dtype)
-        if self.gather:
-            fs = gather_with_grad(fs)
-            ft = gather_no_grad(ft)
+        fs, ft = prepare_embedding_pair(student_embedding, teacher_embedding,
+                                        gather=self.gather)
         cs = taylor_rbf_correlation(fs, self.gamma, self.order)
         with torch.no_grad():
             ct = taylor_rbf_correlation(ft, self.gamma, self.order)

@@ -3,12 +3,11 @@ from typing import Dict
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
-from ..utils import gather_no_grad, gather_with_grad
 from .rkd import pairwise_distances
+from .utils import prepare_embedding_pair
 
 __all__ = ['DarkRankLoss']
 
@@ -93,29 +92,16 @@ class DarkRankLoss(nn.Module):
         """Compute the DarkRank loss.
 
         Args:
-            student_embedding (Tensor): (B, ...) student features.
-            teacher_embedding (Tensor): (B, ...) teacher features.
+            student_embedding (Tensor): (B, ...) student embeddings.
+            teacher_embedding (Tensor): (B, ...) teacher embeddings (any
+                width).
 
         Returns:
             dict: ``loss`` and ``top1_agreement``, the fraction of queries
             whose student nearest neighbour is the teacher's.
         """
-        if student_embedding.size(0) != teacher_embedding.size(0):
-            raise ValueError(
-                'DarkRankLoss: student and teacher batch sizes differ, '
-                f'{tuple(student_embedding.shape)} vs '
-                f'{tuple(teacher_embedding.shape)}')
-        dtype = student_embedding.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        xs = student_embedding.flatten(1).to(dtype)
-        xt = teacher_embedding.detach().flatten(1).to(dtype)
-        if self.normalize:
-            xs = F.normalize(xs, dim=1)
-            xt = F.normalize(xt, dim=1)
-        if self.gather:
-            xs = gather_with_grad(xs)
-            xt = gather_no_grad(xt)
+        xs, xt = prepare_embedding_pair(student_embedding, teacher_embedding,
+                                        self.normalize, self.gather)
         n = xs.size(0)
         length = min(self.list_length, n - 1)
         if length < 1:
@@ -132,7 +118,7 @@ class DarkRankLoss(nn.Module):
         loss = -(ordered - tail).sum(dim=1).mean()
         with torch.no_grad():
             nn_s = ss.masked_fill(eye, float('-inf')).argmax(dim=1)
-            agree = (nn_s == order[:, 0]).to(dtype).mean()
+            agree = (nn_s == order[:, 0]).to(xs.dtype).mean()
         return dict(loss=self.loss_weight * loss, top1_agreement=agree)
 
     def extra_repr(self) -> str:

@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+from .utils import check_logits_pair
 
 __all__ = ['DKDLoss', 'dkd_terms']
 
@@ -43,11 +44,7 @@ def dkd_terms(student_logits: Tensor, teacher_logits: Tensor, gt_label: Tensor,
         shape (B, ), without the :math:`T^2` factor. ``p_t_teacher`` is the
         teacher's softened target probability :math:`p^T_t` (no gradient).
     """
-    if student_logits.shape != teacher_logits.shape \
-            or student_logits.dim() != 2:
-        raise ValueError('expected student and teacher logits of the same '
-                         f'(B, C) shape, got {tuple(student_logits.shape)} '
-                         f'and {tuple(teacher_logits.shape)}')
+    check_logits_pair(student_logits, teacher_logits)
     if student_logits.size(1) < 2:
         raise ValueError('DKD needs at least two classes')
     gt = gt_label.reshape(-1, 1).long()

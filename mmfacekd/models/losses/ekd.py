@@ -73,7 +73,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
-from ..utils import gather_no_grad, gather_with_grad
+from ..utils import gather_no_grad
+from .utils import prepare_embedding_pair
 
 __all__ = ['EKDLoss', 'ekd_anchor_thresholds', 'ekd_rank']
 
@@ -218,24 +219,14 @@ class EKDLoss(nn.Module):
             ``pos_rank_mse``, ``neg_rank_mse`` (unweighted terms) and, with
             ``log_fpr``, ``student_anchor`` / ``teacher_anchor``.
         """
-        if student_embedding.dim() != 2 or teacher_embedding.dim() != 2 \
-                or student_embedding.size(0) != teacher_embedding.size(0):
-            raise ValueError(
-                'expected (B, D) student and teacher embeddings with the same '
-                f'B, got {tuple(student_embedding.shape)} and '
-                f'{tuple(teacher_embedding.shape)}')
+        f_s, f_t = prepare_embedding_pair(student_embedding, teacher_embedding,
+                                          normalize=True, gather=self.gather,
+                                          flatten=False)
         labels = gt_label.reshape(-1)
         if labels.numel() != student_embedding.size(0):
             raise ValueError(f'{labels.numel()} labels for '
                              f'{student_embedding.size(0)} embeddings')
-        dtype = student_embedding.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        f_s = F.normalize(student_embedding.to(dtype), dim=1)
-        f_t = F.normalize(teacher_embedding.detach().to(dtype), dim=1)
         if self.gather:
-            f_s = gather_with_grad(f_s)
-            f_t = gather_no_grad(f_t)
             labels = gather_no_grad(labels)
 
         n = f_s.size(0)

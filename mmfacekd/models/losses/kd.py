@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+from .utils import check_logits_pair
 
 __all__ = ['KDLoss']
 
@@ -51,11 +52,7 @@ class KDLoss(nn.Module):
         Returns:
             Tensor: The scalar loss.
         """
-        if student_logits.shape != teacher_logits.shape \
-                or student_logits.dim() != 2:
-            raise ValueError('expected student and teacher logits of the same '
-                             f'(B, C) shape, got {tuple(student_logits.shape)}'
-                             f' and {tuple(teacher_logits.shape)}')
+        check_logits_pair(student_logits, teacher_logits)
         temp = self.temperature
         teacher_logits = teacher_logits.detach()
         if temp != 1.0:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mmfacekd.registry import MODELS
 from ..utils import gather_no_grad
+from .utils import prepare_embedding_pair
 
 __all__ = ['MarginDistillationLoss', 'load_class_centers']
 
@@ -219,14 +220,13 @@ class MarginDistillationLoss(nn.Module):
             over the teacher centers) and, for running centers,
             ``num_centers`` (classes seen).
         """
+        s_hat, t_hat = prepare_embedding_pair(
+            student_embedding, teacher_embedding, normalize=True,
+            flatten=False)
         labels = gt_label.reshape(-1).long()
-        if student_embedding.dim() != 2 or teacher_embedding.dim() != 2 \
-                or student_embedding.size(0) != teacher_embedding.size(0) \
-                or labels.numel() != student_embedding.size(0):
-            raise ValueError(
-                'MarginDistillationLoss: expected (B, D) embeddings and (B, ) '
-                f'labels, got {tuple(student_embedding.shape)}, '
-                f'{tuple(teacher_embedding.shape)}, {labels.numel()} labels')
+        if labels.numel() != student_embedding.size(0):
+            raise ValueError(f'{labels.numel()} labels for '
+                             f'{student_embedding.size(0)} embeddings')
         dim = (self.centers if self.from_file else self.center_sums).size(1)
         if {student_embedding.size(1), teacher_embedding.size(1)} != {dim}:
             raise ValueError(
@@ -237,11 +237,7 @@ class MarginDistillationLoss(nn.Module):
         if labels.numel() and int(labels.max()) >= self.num_classes:
             raise ValueError(f'label {int(labels.max())} >= num_classes '
                              f'{self.num_classes} of the class centers')
-        dtype = student_embedding.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        s_hat = F.normalize(student_embedding.to(dtype), dim=1)
-        t_hat = F.normalize(teacher_embedding.detach().to(dtype), dim=1)
+        dtype = s_hat.dtype
         if self.training and not self.from_file:
             self._update_centers(t_hat, labels)
         centers = self.class_centers().to(dtype)

@@ -8,7 +8,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from mmfacekd.registry import MODELS
-from ..utils import gather_no_grad, gather_with_grad
+from .utils import prepare_embedding_pair
 
 __all__ = ['RKDLoss', 'pairwise_distances']
 
@@ -171,22 +171,8 @@ class RKDLoss(nn.Module):
             dict: ``loss`` and the unweighted terms ``distance`` and
             ``angle``.
         """
-        if student_embedding.size(0) != teacher_embedding.size(0):
-            raise ValueError(
-                'RKDLoss: student and teacher batch sizes differ, '
-                f'{tuple(student_embedding.shape)} vs '
-                f'{tuple(teacher_embedding.shape)}')
-        dtype = student_embedding.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        xs = student_embedding.flatten(1).to(dtype)
-        xt = teacher_embedding.detach().flatten(1).to(dtype)
-        if self.normalize:
-            xs = F.normalize(xs, dim=1)
-            xt = F.normalize(xt, dim=1)
-        if self.gather:
-            xs = gather_with_grad(xs)
-            xt = gather_no_grad(xt)
+        xs, xt = prepare_embedding_pair(student_embedding, teacher_embedding,
+                                        self.normalize, self.gather)
         zero = xs.sum() * 0.0
         dist = self.distance_term(xs, xt) if self.distance_weight else zero
         angle = self.angle_term(xs, xt) if self.angle_weight else zero

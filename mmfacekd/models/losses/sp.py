@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
-from ..utils import gather_no_grad, gather_with_grad
+from .utils import prepare_embedding_pair
 
 __all__ = ['SPLoss', 'sp_similarity']
 
@@ -91,18 +91,8 @@ class SPLoss(nn.Module):
             dict: ``loss`` and ``sq_diff`` (the unweighted
             :math:`\|\tilde{G}^S - \tilde{G}^T\|_F^2 / B^2`).
         """
-        if student_feat.size(0) != teacher_feat.size(0):
-            raise ValueError(
-                'SPLoss: student and teacher batch sizes differ, '
-                f'{tuple(student_feat.shape)} vs {tuple(teacher_feat.shape)}')
-        dtype = student_feat.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        fs = student_feat.flatten(1).to(dtype)
-        ft = teacher_feat.detach().flatten(1).to(dtype)
-        if self.gather:
-            fs = gather_with_grad(fs)
-            ft = gather_no_grad(ft)
+        fs, ft = prepare_embedding_pair(student_feat, teacher_feat,
+                                        gather=self.gather)
         gs = sp_similarity(fs, self.normalize_features, self.normalize_rows)
         with torch.no_grad():
             gt = sp_similarity(ft, self.normalize_features,

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
-from ..utils import gather_no_grad, gather_with_grad
+from ..utils import gather_no_grad
+from .utils import prepare_embedding_pair
 
 __all__ = ['TripletDistillationLoss', 'embedding_distances']
 
@@ -139,21 +140,14 @@ class TripletDistillationLoss(nn.Module):
             ``margin_mean``.
         """
         labels = gt_label.reshape(-1)
-        if student_embedding.size(0) != teacher_embedding.size(0) \
-                or labels.numel() != student_embedding.size(0):
-            raise ValueError(
-                'TripletDistillationLoss: batch sizes differ, student '
-                f'{tuple(student_embedding.shape)}, teacher '
-                f'{tuple(teacher_embedding.shape)}, {labels.numel()} labels')
-        dtype = student_embedding.dtype
-        if dtype not in (torch.float32, torch.float64):
-            dtype = torch.float32
-        xs = student_embedding.flatten(1).to(dtype)
-        xt = teacher_embedding.detach().flatten(1).to(dtype)
+        if labels.numel() != student_embedding.size(0):
+            raise ValueError(f'{labels.numel()} labels for '
+                             f'{tuple(student_embedding.shape)} embeddings')
+        xs, xt = prepare_embedding_pair(student_embedding, teacher_embedding,
+                                        gather=self.gather)
         if self.gather:
-            xs = gather_with_grad(xs)
-            xt = gather_no_grad(xt)
             labels = gather_no_grad(labels)
+        dtype = xs.dtype
         ds = embedding_distances(xs, self.metric)
         a, p, n = self._triplets(ds, labels)
         if a.numel() == 0:

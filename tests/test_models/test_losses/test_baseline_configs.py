@@ -10,14 +10,7 @@ from mmpretrain.structures import DataSample
 from conftest import ROOT
 from mmfacekd.registry import MODELS
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """One intra-op thread: robust when other processes share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 METHODS = ['fitnet', 'rkd', 'sp', 'cckd', 'darkrank', 'shrinkteanet',

@@ -8,13 +8,7 @@ from mmfacekd.models.connectors import URFM
 from mmfacekd.models.losses import CAKDLoss, FeatureMSELoss, to_feature_map
 from mmfacekd.registry import MODELS
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def test_identical_local_features_give_zero():

@@ -8,14 +8,7 @@ import mmfacekd.models.losses  # noqa: F401  (registers the losses)
 from mmfacekd.models.losses import DKDLoss, KDLoss, dkd_terms
 from mmfacekd.registry import MODELS
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Small tensors: one intra-op thread is faster and load-independent."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _softmax(row):

@@ -1,27 +1,17 @@
 """EKDLoss against a hand computation, its anchor buffers (momentum, state
 dict, distiller checkpoints), gradients, and the 2-process global batch."""
 import math
-import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmpretrain.structures import DataSample
 
 import mmfacekd.models.losses  # noqa: F401  (registers the losses)
 from mmfacekd.models.losses import EKDLoss
 from mmfacekd.registry import MODELS
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Small tensors: one intra-op thread is faster and load-independent."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 # --------------------------------------------------------------------------
@@ -217,35 +207,25 @@ def test_gradcheck_double_and_teacher_detached():
 # --------------------------------------------------------------------------
 # the distiller keeps the anchors in its state dict / checkpoints
 # --------------------------------------------------------------------------
-def _recognizer(kind):
-    if kind == 'r18':
-        backbone = dict(type='IResNet', depth=18, base_channels=8,
-                        input_size=32, num_features=16)
-    else:
-        backbone = dict(type='MobileFaceNet', input_size=32, num_features=16,
-                        blocks=(1, 1, 1, 1), scale=1,
-                        expansion=(16, 32, 64), conv_sep_channels=32)
-    return dict(type='FaceRecognizer', backbone=backbone,
-                head=dict(type='ArcFaceHead', num_classes=4, in_channels=16,
-                          s=16.0, m=0.2))
-
-
-def _distiller(ckpt, **kw):
-    return MODELS.build(dict(
-        type='FaceDistiller', student=_recognizer('mbf'),
-        teacher=_recognizer('r18'), teacher_ckpt=ckpt,
+@pytest.fixture
+def build_distiller(tiny_recognizer):
+    """``build(ckpt, **kw)``: an MBF-from-R18 FaceDistiller with EKD."""
+    return lambda ckpt, **kw: MODELS.build(dict(
+        type='FaceDistiller', student=tiny_recognizer('mbf'),
+        teacher=tiny_recognizer('r18'), teacher_ckpt=ckpt,
         distill_losses=dict(ekd=dict(
             type='EKDLoss', inputs=dict(student_embedding='student.embedding',
                                         teacher_embedding='teacher.embedding',
                                         gt_label='gt_label'))), **kw))
 
 
-def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(tmp_path):
+def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(
+        tmp_path, tiny_recognizer, build_distiller):
     torch.manual_seed(0)
-    teacher = MODELS.build(_recognizer('r18'))
+    teacher = MODELS.build(tiny_recognizer('r18'))
     ckpt = str(tmp_path / 't.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    model = _distiller(ckpt, student_cls_samples=4)
+    model = build_distiller(ckpt, student_cls_samples=4)
     model.train()
     x = torch.randn(8, 3, 32, 32)
     samples = [DataSample().set_gt_label(i % 4) for i in range(8)]
@@ -257,7 +237,7 @@ def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(tmp_path):
     assert 'distill_losses.ekd.student_anchors' in state
     assert 'distill_losses.ekd.teacher_anchors' in state
     torch.save(dict(state_dict=state), tmp_path / 'd.pth')
-    fresh = _distiller(ckpt)
+    fresh = build_distiller(ckpt)
     assert not fresh.distill_losses.ekd.student_anchors.any()
     fresh.load_state_dict(torch.load(tmp_path / 'd.pth',
                                      weights_only=True)['state_dict'])
@@ -280,12 +260,6 @@ def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(tmp_path):
 # --------------------------------------------------------------------------
 # 2 gloo processes: gathered global batch == one process on the whole batch
 # --------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 SPLIT = 5  # rank 0 holds 5 samples, rank 1 holds 7 (uneven shards)
 
 
@@ -314,30 +288,22 @@ def _run_steps(loss, shard):
     return out
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
-        loss = EKDLoss(fprs=(0.2, 0.1, 0.01), num_hard_negatives=9)
-        shard = slice(0, SPLIT) if rank == 0 else slice(SPLIT, None)
-        res = []
-        for value, grad in _run_steps(loss, shard):
-            grad = grad.clone()
-            dist.all_reduce(grad)  # what DDP does: average over the ranks
-            res.append((value, grad / world))
-        torch.save(dict(res=res, anchors=loss.state_dict()),
-                   os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
+def _rank_steps(rank, world):
+    loss = EKDLoss(fprs=(0.2, 0.1, 0.01), num_hard_negatives=9)
+    shard = slice(0, SPLIT) if rank == 0 else slice(SPLIT, None)
+    res = []
+    for value, grad in _run_steps(loss, shard):
+        grad = grad.clone()
+        dist.all_reduce(grad)  # what DDP does: average over the ranks
+        res.append((value, grad / world))
+    return dict(res=res, anchors=loss.state_dict())
 
 
-def test_two_process_gather_matches_concatenated_batch(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+def test_two_process_gather_matches_concatenated_batch(run_gloo):
+    results = run_gloo(_rank_steps)
     loss = EKDLoss(fprs=(0.2, 0.1, 0.01), num_hard_negatives=9)
     ref = _run_steps(loss, slice(None))
-    for rank in (0, 1):
-        r = torch.load(tmp_path / f'rank{rank}.pth')
+    for r in results:
         for (value, grad), (ref_value, ref_grad) in zip(r['res'], ref):
             torch.testing.assert_close(value, ref_value)
             torch.testing.assert_close(grad, ref_grad)

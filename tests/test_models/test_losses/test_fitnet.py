@@ -72,24 +72,12 @@ def test_shrinkteanet_matches_hand_computation():
     assert tt.grad is None
 
 
-def _recognizer(kind):
-    if kind == 'r18':
-        backbone = dict(type='IResNet', depth=18, base_channels=8,
-                        input_size=32, num_features=16)
-    else:
-        backbone = dict(type='MobileFaceNet', input_size=32, num_features=16,
-                        blocks=(1, 1, 1, 1), scale=1,
-                        expansion=(16, 32, 64), conv_sep_channels=32)
-    return dict(type='FaceRecognizer', backbone=backbone,
-                head=dict(type='ArcFaceHead', num_classes=4, in_channels=16,
-                          s=16.0, m=0.2))
-
-
-def test_fitnet_hint_on_recorded_maps_through_conv_connector():
+def test_fitnet_hint_on_recorded_maps_through_conv_connector(
+        tiny_recognizer):
     torch.manual_seed(0)
     model = MODELS.build(dict(
-        type='FaceDistiller', student=_recognizer('mbf'),
-        teacher=_recognizer('r18'), teacher_ckpt=None,
+        type='FaceDistiller', student=tiny_recognizer('mbf'),
+        teacher=tiny_recognizer('r18'), teacher_ckpt=None,
         # student (B, 32, 2, 2) -> 1x1 conv -> teacher layer4 (B, 64, 2, 2)
         recorders=dict(s_map=dict(source='student.backbone.conv_sep'),
                        t_map=dict(source='teacher.backbone.layer4')),

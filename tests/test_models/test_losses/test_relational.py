@@ -3,13 +3,10 @@ against hand computations with plain loops, gradcheck, and a 2-process gloo
 run of the gathered global-batch loss."""
 import itertools
 import math
-import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mmfacekd.models.losses import (CCKDLoss, DarkRankLoss,
                                     MarginDistillationLoss, RKDLoss, SPLoss,
@@ -17,14 +14,7 @@ from mmfacekd.models.losses import (CCKDLoss, DarkRankLoss,
 from mmfacekd.registry import MODELS
 
 F64 = torch.float64
-
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _pair(b=5, ds=3, dt=4, seed=0):
@@ -317,12 +307,6 @@ def test_triplet_edge_cases_and_gradcheck():
 
 
 # ----------------------------------------------- 2 gloo processes vs 1
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 SPLIT = 4  # rank 0 holds 4 samples, rank 1 holds 6 (uneven shards)
 
 
@@ -364,28 +348,20 @@ def _run(shard):
     return res, md.state_dict()
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
-        shard = slice(0, SPLIT) if rank == 0 else slice(SPLIT, None)
-        res, md_state = _run(shard)
-        for name, (value, grad) in res.items():
-            grad = grad.clone()
-            dist.all_reduce(grad)  # what DDP does: average over the ranks
-            res[name] = (value, grad / world)
-        torch.save(dict(res=res, md=md_state),
-                   os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
+def _rank_run(rank, world):
+    shard = slice(0, SPLIT) if rank == 0 else slice(SPLIT, None)
+    res, md_state = _run(shard)
+    for name, (value, grad) in res.items():
+        grad = grad.clone()
+        dist.all_reduce(grad)  # what DDP does: average over the ranks
+        res[name] = (value, grad / world)
+    return dict(res=res, md=md_state)
 
 
-def test_two_process_gather_matches_concatenated_batch(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+def test_two_process_gather_matches_concatenated_batch(run_gloo):
+    results = run_gloo(_rank_run)
     ref, ref_md = _run(slice(None))
-    for rank in (0, 1):
-        saved = torch.load(tmp_path / f'rank{rank}.pth')
+    for saved in results:
         r = saved['res']
         assert set(r) == set(ref)
         for name, (value, grad) in r.items():

@@ -1,0 +1,80 @@
+"""Fixtures shared by the loss tests.
+
+This folder is a package (``__init__.py``) so that this conftest does not
+shadow the top-level ``conftest`` module that other tests import from.
+"""
+import os
+import socket
+from typing import Any, Callable, Dict, List
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+#: tiny backbones of the distiller tests: 16-d embeddings of 32x32 faces
+TINY_BACKBONES = dict(
+    r18=dict(type='IResNet', depth=18, base_channels=8, input_size=32,
+             num_features=16),
+    mbf=dict(type='MobileFaceNet', input_size=32, num_features=16,
+             blocks=(1, 1, 1, 1), scale=1, expansion=(16, 32, 64),
+             conv_sep_channels=32))
+
+
+@pytest.fixture(scope='module')
+def single_thread():
+    """One intra-op thread for the module: small tensors run faster and do
+    not depend on the load of a shared CPU. Opt in with
+    ``pytestmark = pytest.mark.usefixtures('single_thread')``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def tiny_recognizer() -> Callable[..., Dict[str, Any]]:
+    """``build(kind, num_classes=4)``: config of a tiny FaceRecognizer with
+    an ArcFace head, ``kind`` ``'r18'`` (IResNet) or ``'mbf'``
+    (MobileFaceNet)."""
+
+    def build(kind: str, num_classes: int = 4) -> Dict[str, Any]:
+        return dict(type='FaceRecognizer',
+                    backbone=dict(TINY_BACKBONES[kind]),
+                    head=dict(type='ArcFaceHead', num_classes=num_classes,
+                              in_channels=16, s=16.0, m=0.2))
+
+    return build
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _gloo_worker(rank: int, world: int, port: int, fn: Callable,
+                 out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        torch.save(fn(rank, world), os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture
+def run_gloo(tmp_path) -> Callable[..., List[Any]]:
+    """``run(fn, world=2)``: call ``fn(rank, world)`` in ``world`` CPU
+    processes of one gloo process group and return what each rank returned
+    (rank order). ``fn`` must be a module-level function (it is pickled)
+    and return tensors or containers of them."""
+
+    def run(fn: Callable, world: int = 2) -> List[Any]:
+        mp.spawn(_gloo_worker, args=(world, _free_port(), fn, str(tmp_path)),
+                 nprocs=world)
+        return [torch.load(tmp_path / f'rank{rank}.pth')
+                for rank in range(world)]
+
+    return run
