@@ -1,13 +1,2 @@
-# CCKD (Peng et al., ICCV 2019) baseline: IR50 teacher -> MobileFaceNet
-# student, GKD Table 5 setting. MSE between the correlation matrices of the
-# L2-normalized embeddings under the Gaussian RBF kernel by Taylor expansion
-# (gamma = 0.4, order 2), on the batch gathered over all GPUs; weight 1 as in
-# the face-recognition baselines of the EKD authors.
-_base_ = './gkd_r50_mbf.py'
-model = dict(
-    distill_losses=dict(
-        _delete_=True,
-        cckd=dict(type='CCKDLoss', gamma=0.4, order=2, gather=True,
-                  loss_weight=1.0,
-                  inputs=dict(student_embedding='student.embedding',
-                              teacher_embedding='teacher.embedding'))))
+# Moved to configs/cckd/cckd_r50_mbf.py; this path keeps working.
+_base_ = './cckd/cckd_r50_mbf.py'

@@ -1,9 +1,2 @@
-# Decoupled KD (CVPR 2022) baseline: IR50 teacher -> MobileFaceNet student.
-_base_ = './gkd_r50_mbf.py'
-model = dict(
-    distill_losses=dict(
-        _delete_=True,
-        dkd=dict(type='DKDLoss', alpha=1.0, beta=8.0, temperature=4.0,
-                 inputs=dict(student_logits='student.logits',
-                             teacher_logits='teacher.logits',
-                             gt_label='gt_label'))))
+# Moved to configs/dkd/dkd_r50_mbf.py; this path keeps working.
+_base_ = './dkd/dkd_r50_mbf.py'

@@ -1,8 +1,2 @@
-# Hinton KD baseline (T=4, x T^2): IR50 teacher -> MobileFaceNet student.
-_base_ = './gkd_r50_mbf.py'
-model = dict(
-    distill_losses=dict(
-        _delete_=True,
-        kd=dict(type='KDLoss', temperature=4.0, loss_weight=1.0,
-                inputs=dict(student_logits='student.logits',
-                            teacher_logits='teacher.logits'))))
+# Moved to configs/kd/kd_r50_mbf.py; this path keeps working.
+_base_ = './kd/kd_r50_mbf.py'

@@ -1,13 +1,2 @@
-# RKD (Park et al., CVPR 2019) baseline: IR50 teacher -> MobileFaceNet student,
-# GKD Table 5 setting. Distance (weight 25) + angle (weight 50) smooth-L1 terms
-# on the raw embeddings, as the paper and the face-recognition baselines use
-# them, computed on the batch gathered over all GPUs (8 x 128 = 1024; the
-# angle term is chunked and checkpointed to fit).
-_base_ = './gkd_r50_mbf.py'
-model = dict(
-    distill_losses=dict(
-        _delete_=True,
-        rkd=dict(type='RKDLoss', distance_weight=25.0, angle_weight=50.0,
-                 normalize=False, gather=True, loss_weight=1.0,
-                 inputs=dict(student_embedding='student.embedding',
-                             teacher_embedding='teacher.embedding'))))
+# Moved to configs/rkd/rkd_r50_mbf.py; this path keeps working.
+_base_ = './rkd/rkd_r50_mbf.py'

@@ -1,12 +1,2 @@
-# ShrinkTeaNet (Duong et al., 2019) angular distillation baseline: IR50
-# teacher -> MobileFaceNet student, GKD Table 5 setting. 1 - cos(f_s, f_t)
-# between the embeddings, averaged over the batch, weight 1 (as in the
-# MarginDistillation authors' "angular distillation" and the EKD authors'
-# baselines).
-_base_ = './gkd_r50_mbf.py'
-model = dict(
-    distill_losses=dict(
-        _delete_=True,
-        shrinkteanet=dict(type='ShrinkTeaNetLoss', loss_weight=1.0,
-                          inputs=dict(student_feat='student.embedding',
-                                      teacher_feat='teacher.embedding'))))
+# Moved to configs/shrinkteanet/; this path keeps working.
+_base_ = './shrinkteanet/shrinkteanet_r50_mbf.py'

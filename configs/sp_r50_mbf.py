@@ -1,14 +1,2 @@
-# Similarity-preserving KD (Tung & Mori, ICCV 2019) baseline: IR50 teacher ->
-# MobileFaceNet student, GKD Table 5 setting. gamma * ||G_s - G_t||_F^2 / B^2
-# with G the row-L2-normalized Gram matrix of the embeddings of the batch
-# gathered over all GPUs; gamma = 3000 is the paper's value (no face-specific
-# value is published). The face baselines of the EKD authors use the cosine matrix
-# instead: normalize_features=True, normalize_rows=False, loss_weight=1.0.
-_base_ = './gkd_r50_mbf.py'
-model = dict(
-    distill_losses=dict(
-        _delete_=True,
-        sp=dict(type='SPLoss', normalize_features=False, normalize_rows=True,
-                gather=True, loss_weight=3000.0,
-                inputs=dict(student_feat='student.embedding',
-                            teacher_feat='teacher.embedding'))))
+# Moved to configs/sp/sp_r50_mbf.py; this path keeps working.
+_base_ = './sp/sp_r50_mbf.py'

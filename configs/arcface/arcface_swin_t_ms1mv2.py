@@ -11,29 +11,14 @@
 # another total batch (base 1024).
 _base_ = [
     '../_base_/models/swin_t.py', '../_base_/datasets/ms1mv2.py',
-    '../_base_/datasets/verification.py', '../_base_/schedules/sgd_26e.py',
+    '../_base_/datasets/verification.py', '../_base_/schedules/adamw_40e.py',
     '../_base_/default_runtime.py'
 ]
-
-max_epochs = 40
-warmup_epochs = max_epochs // 10
-
+# adamw_40e.py with Swin's weight decay 0.05 on weights only
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    constructor='TrainableParamsOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05,
-                   betas=(0.9, 0.999), eps=1e-8),
+    optimizer=dict(weight_decay=0.05, betas=(0.9, 0.999), eps=1e-8),
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
         custom_keys={'.relative_position_bias_table': dict(decay_mult=0.0)}),
     clip_grad=dict(max_norm=5.0))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='PolyLR', power=2.0, eta_min=0.0, by_epoch=True,
-         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
-]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
-auto_scale_lr = dict(base_batch_size=1024, enable=False)

@@ -1,5 +1,5 @@
 # Composition: CAKD's feature alignment + GKD's grouped logit KD (paper
-# settings of configs/gkd_r50_mbf.py) in one distiller. The teacher logits
+# settings of configs/gkd/gkd_r50_mbf.py) in one distiller. The teacher logits
 # come from the teacher's own ArcFace head on its prompt-free embedding (the
 # distiller reads teacher embeddings/logits without prompts), so the prompts
 # only serve the CAKD term and cannot drift the teacher's predictions.

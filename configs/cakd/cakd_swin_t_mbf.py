@@ -14,7 +14,10 @@
 #   against collapse), plus the student's own ArcFace loss.
 # Decisions where the paper is not public: see mmfacekd/models/connectors/
 # urfm.py and mmfacekd/models/losses/cakd.py.
-_base_ = './_swin_t_mbf.py'
+# MS1MV2 data and the GKD student schedule (CAKD's own schedule is not public).
+_base_ = [
+    '../_base_/distillers/swin_t_mbf.py', '../_base_/ms1mv2_sgd_26e.py'
+]
 model = dict(
     teacher=dict(backbone=dict(type='PromptedSwinTransformer',
                                prompt_cfg=dict(num_prompts=4))),

@@ -14,7 +14,10 @@
 #   against collapse), plus the student's own ArcFace loss.
 # Decisions where the paper is not public: see mmfacekd/models/connectors/
 # urfm.py and mmfacekd/models/losses/cakd.py.
-_base_ = './_vit_t_mbf.py'
+# MS1MV2 data and the GKD student schedule (CAKD's own schedule is not public).
+_base_ = [
+    '../_base_/distillers/vit_t_mbf.py', '../_base_/ms1mv2_sgd_26e.py'
+]
 model = dict(
     # 4 prompts per group of 3 blocks: fresh prompts every 3 blocks, as
     # Swin-T (the paper's teacher) gets them in each of its 4 stages

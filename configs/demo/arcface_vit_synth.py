@@ -6,7 +6,7 @@
 # token masking (too few tokens and epochs for that regularizer to pay off).
 _base_ = [
     '../_base_/models/vit_t.py', '../_base_/datasets/synthetic.py',
-    '../_base_/schedules/cpu_demo.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/cpu_demo_6e.py', '../_base_/default_runtime.py'
 ]
 model = dict(
     data_preprocessor=dict(resize_to=64),
@@ -15,16 +15,13 @@ model = dict(
                   drop_path_rate=0.0, mask_ratio=0.0),
     head=dict(num_classes=300, in_channels=128, s=32.0, m=0.3))
 default_hooks = dict(logger=dict(interval=20))
-max_epochs = 6
+# AdamW instead of cpu_demo.py's SGD, cosine to 1e-5 over
+# cpu_demo_6e.py's 6 epochs
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    constructor='TrainableParamsOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.1))
+    optimizer=dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.1))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=max_epochs,
-         eta_min=1e-5, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1,
+         end={{_base_.max_epochs}}, eta_min=1e-5, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -8,6 +8,7 @@
 # synth_megaface/tpr@fpr1e-3 (%). With ~114 probes x ~590 distractors there
 # are only ~67k impostor pairs, so at FPR 1e-6 the threshold is the highest
 # impostor score (see mmfacekd/evaluation/functional/identification.py).
+_base_ = './test_loader.py'
 identification_data_root = 'data/synthetic/identification'
 identification_pipeline = [
     dict(type='LoadFaceImage', to_rgb=True, expected_size=(112, 112)),
@@ -16,9 +17,6 @@ identification_pipeline = [
 test_dataloader = dict(
     batch_size=128,
     num_workers=1,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='IdentificationDataset',
         data_root=identification_data_root,

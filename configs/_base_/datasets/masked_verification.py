@@ -11,6 +11,7 @@
 # Metric keys (%): calfw_mm/accuracy, calfw_mn/accuracy, cplfw_mm/accuracy,
 # cplfw_mn/accuracy, agedb_30_mm/accuracy, agedb_30_mn/accuracy,
 # mean/accuracy (over these six).
+_base_ = './test_loader.py'
 masked_data_root = 'data/ms1mv2'
 masked_sets = ['calfw', 'cplfw', 'agedb_30']
 masked_modes = ['M-M', 'M-N']
@@ -26,10 +27,6 @@ masked_datasets = [
     for name in masked_sets for mode in masked_modes
 ]
 test_dataloader = dict(
-    batch_size=256,
     num_workers=2,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='ConcatDataset', datasets=masked_datasets))
 test_evaluator = dict(type='VerificationMetric')

@@ -19,17 +19,13 @@
 # data/megaface/distractors/**/*.jpg (IdentificationDataset folder layout).
 # Memory: the metric keeps one 512-d float32 embedding per image (1M
 # distractors = 2 GB) and scores 4,096 distractors at a time.
+_base_ = './test_loader.py'
 megaface_data_root = 'data/megaface'
 megaface_pipeline = [
     dict(type='LoadFaceImage', to_rgb=True, expected_size=(112, 112)),
     dict(type='PackFaceInputs'),
 ]
 test_dataloader = dict(
-    batch_size=256,
-    num_workers=4,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='IdentificationDataset',
         data_root=megaface_data_root,

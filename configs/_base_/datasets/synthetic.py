@@ -1,6 +1,7 @@
 # The embedded synthetic face set (tools/misc/make_synthetic_faces.py writes it;
 # `make demo` does so when it is missing): a real RecordIO training set and
 # real .bin pair sets of procedurally drawn, 112x112-aligned faces.
+_base_ = './val_test_loaders.py'
 data_root = 'data/synthetic'
 num_classes = 300
 train_pipeline = [
@@ -24,9 +25,6 @@ val_sets = ['synth_lfw', 'synth_cfp', 'synth_agedb']
 val_dataloader = dict(
     batch_size=128,
     num_workers=1,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type='ConcatDataset',
         datasets=[
@@ -71,9 +69,6 @@ test_datasets = [
 test_dataloader = dict(
     batch_size=128,
     num_workers=1,
-    persistent_workers=False,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
     # the parts carry different metainfo (e.g. identification counts)
     dataset=dict(type='ConcatDataset', datasets=test_datasets,
                  ignore_keys=['identities', 'num_probes', 'num_distractors',

@@ -1,11 +1,7 @@
-# A CPU-sized schedule for the synthetic demo: SGD with a one-epoch linear
-# warm-up and a cosine decay, validation at the end only.
+# A CPU-sized schedule for the synthetic demo: SGD (sgd.py) with a one-epoch
+# linear warm-up and a cosine decay, validation at the end only.
+_base_ = './sgd.py'
 max_epochs = 4
-optim_wrapper = dict(
-    type='OptimWrapper',
-    # only parameters that require grad (a frozen teacher stays out)
-    constructor='TrainableParamsOptimWrapperConstructor',
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
@@ -13,5 +9,3 @@ param_scheduler = [
          eta_min=1e-3, convert_to_iter_based=True),
 ]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
-val_cfg = dict()
-test_cfg = dict()

@@ -45,7 +45,7 @@ def _model_cfg(path, tmp_path):
 @pytest.mark.parametrize('method', METHODS)
 @pytest.mark.parametrize('kind', ['r50', 'demo'])
 def test_config_builds_and_forward_is_finite(method, kind, tmp_path):
-    path = (f'configs/{method}_r50_mbf.py' if kind == 'r50' else
+    path = (f'configs/{method}/{method}_r50_mbf.py' if kind == 'r50' else
             f'configs/demo/{method}_r18_mbf_synth.py')
     torch.manual_seed(0)
     model = MODELS.build(_model_cfg(path, tmp_path))

@@ -1,0 +1,25 @@
+# MarginDistillation (Svitov & Alyamkin, 2020) baseline: IR50 teacher ->
+# MobileFaceNet student, GKD Table 5 setting. The student is trained with an
+# ArcFace loss (s=64) over the teacher's frozen class centers whose margin is
+# set per sample from the teacher: 0.2 + 0.3 x cos(teacher embedding, its
+# class center) / batch max. As in the paper this loss replaces the student's
+# own margin softmax (student_loss_weight=0).
+# Class centers: the classifier of the teacher checkpoint (`head.weight`, what
+# the authors use). For a teacher released without a classifier (insightface
+# backbone.pth), build class prototypes first and point prototype_file at them:
+#   python tools/misc/build_prototype_head.py \
+#       configs/margin_distillation/margin_distillation_r50_mbf.py \
+#       --checkpoint backbone.pth --revise-keys '^=backbone.' \
+#       --out checkpoints/r50_prototype_head.pth
+_base_ = '../_base_/distillers/r50_mbf_ms1mv2.py'
+model = dict(
+    student_loss_weight=0.0,
+    distill_losses=dict(
+        margin_distillation=dict(
+            type='MarginDistillationLoss',
+            prototype_file='checkpoints/arcface_r50_ms1mv2.pth',
+            num_classes=85742, embed_dim=512, scale=64.0, m_min=0.2,
+            m_max=0.5, gather=True, loss_weight=1.0,
+            inputs=dict(student_embedding='student.embedding',
+                        teacher_embedding='teacher.embedding',
+                        gt_label='gt_label'))))
