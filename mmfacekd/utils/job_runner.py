@@ -4,6 +4,12 @@ Shared by ``tools/misc/run_demo.py`` and ``tools/analysis/run_comparison.py``:
 each job is ``tools/train.py`` (or ``tools/dist_train.sh`` for several
 processes) followed by ``tools/test.py``, with logs in the work dir, so a
 comparison is exactly what a user would run by hand.
+
+The repository root (where ``tools/`` and ``configs/`` are and where the
+subprocesses run) is the caller's: the tools pass their own checkout
+(``Path(__file__).resolve().parents[2]``) as ``root``; without it the current
+directory is used. It is never derived from where the ``mmfacekd`` package
+happens to be installed (a site-packages install has no ``tools/``).
 """
 import json
 import os
@@ -13,10 +19,12 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ['ROOT', 'JobFailed', 'run_logged', 'last_checkpoint',
-           'train_and_test']
+__all__ = ['JobFailed', 'run_logged', 'last_checkpoint', 'train_and_test']
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+def _root(root: Optional[str]) -> str:
+    """The repository root: ``root`` if given, else the current directory."""
+    return osp.abspath(root if root is not None else os.getcwd())
 
 
 class JobFailed(RuntimeError):
@@ -24,12 +32,15 @@ class JobFailed(RuntimeError):
 
 
 def run_logged(cmd: Sequence[str], log_path: str,
-               env: Optional[dict] = None) -> None:
-    """Run ``cmd`` from the repo root, stdout+stderr into ``log_path``."""
-    print('$', ' '.join(cmd), f'  (log: {osp.relpath(log_path, ROOT)})',
+               env: Optional[dict] = None,
+               root: Optional[str] = None) -> None:
+    """Run ``cmd`` from the repo ``root`` (default: the current directory),
+    stdout+stderr into ``log_path``."""
+    root = _root(root)
+    print('$', ' '.join(cmd), f'  (log: {osp.relpath(log_path, root)})',
           flush=True)
     with open(log_path, 'w') as log:
-        ret = subprocess.run(list(cmd), cwd=ROOT, stdout=log,
+        ret = subprocess.run(list(cmd), cwd=root, stdout=log,
                              stderr=subprocess.STDOUT,
                              env=dict(os.environ, **(env or {})))
     if ret.returncode != 0:
@@ -38,20 +49,25 @@ def run_logged(cmd: Sequence[str], log_path: str,
                         f'{" ".join(cmd)}\nend of {log_path}:\n{tail}')
 
 
-def last_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint named in ``work_dir/last_checkpoint``, if it exists."""
+def last_checkpoint(work_dir: str,
+                    root: Optional[str] = None) -> Optional[str]:
+    """The checkpoint named in ``work_dir/last_checkpoint``, if it exists.
+
+    A relative name is relative to the repo ``root`` (where the training
+    subprocess ran; default: the current directory).
+    """
     path = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(path):
         return None
     ckpt = open(path).read().strip()
     if not osp.isabs(ckpt):
-        ckpt = osp.join(ROOT, ckpt)
+        ckpt = osp.join(_root(root), ckpt)
     return ckpt if osp.isfile(ckpt) else None
 
 
-def _final_epoch(config: str) -> Optional[int]:
+def _final_epoch(config: str, root: Optional[str] = None) -> Optional[int]:
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg = Config.fromfile(osp.join(_root(root), config))
     train_cfg = cfg.get('train_cfg', {}) or {}
     return train_cfg.get('max_epochs') if train_cfg.get('by_epoch', True) \
         else None
@@ -71,7 +87,8 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
                    train_args: Sequence[str] = ('--no-validate', ),
                    test_config: Optional[str] = None,
                    test_args: Sequence[str] = (),
-                   name: Optional[str] = None) -> Dict:
+                   name: Optional[str] = None,
+                   root: Optional[str] = None) -> Dict:
     """Train ``config`` into ``work_dir`` (unless done) and evaluate it.
 
     Args:
@@ -87,15 +104,22 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
         test_config (str, optional): Evaluate with this config instead of
             ``config`` (e.g. a config whose test set is the full suite).
         name (str, optional): Row name for ``tools/test.py``'s summary.
+        root (str, optional): The repository root: ``config``, ``tools/``
+            and relative ``work_dir``s are resolved against it and the tools
+            run in it. The calling tool passes its own checkout; defaults
+            to the current directory.
 
     Returns:
         dict: ``config``, ``checkpoint``, ``metrics``, ``train_s``,
         ``test_s``.
     """
     py = sys.executable
+    root = _root(root)
+    work_dir = osp.join(root, work_dir)  # unchanged if absolute
     os.makedirs(work_dir, exist_ok=True)
-    ckpt = None if retrain else last_checkpoint(work_dir)
-    resume = ckpt is not None and not _is_final(ckpt, _final_epoch(config))
+    ckpt = None if retrain else last_checkpoint(work_dir, root)
+    resume = ckpt is not None and not _is_final(
+        ckpt, _final_epoch(config, root))
     if resume:  # an interrupted run: continue it
         ckpt = None
     t0 = time.time()
@@ -112,8 +136,8 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
             cmd, env = [py, 'tools/train.py', config, '--work-dir',
                         work_dir], None
         run_logged(cmd + list(train_args) + (['--resume'] if resume else []),
-                   osp.join(work_dir, 'train.log'), env)
-        ckpt = last_checkpoint(work_dir)
+                   osp.join(work_dir, 'train.log'), env, root)
+        ckpt = last_checkpoint(work_dir, root)
         if ckpt is None:
             raise JobFailed(f'training {config} wrote no checkpoint in '
                             f'{work_dir}')
@@ -123,7 +147,8 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
            work_dir, '--out', out, '--no-progress']
     if name:
         cmd += ['--name', name]
-    run_logged(cmd + list(test_args), osp.join(work_dir, 'test.log'))
+    run_logged(cmd + list(test_args), osp.join(work_dir, 'test.log'),
+               root=root)
     metrics = json.load(open(out))['metrics']
     return dict(config=config, checkpoint=ckpt, metrics=metrics,
                 train_s=t1 - t0, test_s=time.time() - t1)

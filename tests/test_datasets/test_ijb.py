@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from mmfacekd.datasets import IJBDataset
-from mmfacekd.datasets.synthetic.face_renderer import ARCFACE_TEMPLATE_112
 from mmfacekd.datasets.synthetic.ijb_bundle import write_ijb_bundle
 from mmfacekd.datasets.transforms import AlignFace, estimate_similarity
 from mmfacekd.evaluation import IJBMetric
 from mmfacekd.registry import MODELS
+from mmfacekd.structures.face_template import ARCFACE_TEMPLATE_112
 
 PIPELINE = [dict(type='LoadFaceImage', to_rgb=True), dict(type='AlignFace'),
             dict(type='PackFaceInputs')]

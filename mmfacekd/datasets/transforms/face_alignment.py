@@ -4,7 +4,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 
 from mmfacekd.registry import TRANSFORMS
-from ..synthetic.face_renderer import ARCFACE_TEMPLATE_112
+from mmfacekd.structures.face_template import ARCFACE_TEMPLATE_112
 
 __all__ = ['estimate_similarity', 'AlignFace']
 

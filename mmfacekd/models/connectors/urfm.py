@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
-from mmfacekd.datasets.synthetic.face_renderer import ARCFACE_TEMPLATE_112
 from mmfacekd.registry import MODELS
+from mmfacekd.structures.face_template import ARCFACE_TEMPLATE_112
 
 __all__ = ['URFM', 'piecewise_index', 'flatten_pixel_features',
            'grid_positions']
