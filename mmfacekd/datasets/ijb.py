@@ -19,7 +19,7 @@ class IJBDataset(BaseDataset):
         <data_root>/loose_crop/<image>.jpg
         <data_root>/meta/<name>_name_5pts_score.txt  # image x1 y1 .. x5 y5 score
         <data_root>/meta/<name>_face_tid_mid.txt     # image template_id media_id
-        <data_root>/meta/<name>_template_pair_label.txt  # read by IJBMetric
+        <data_root>/meta/<name>_template_pair_label.txt  # t1 t2 label
 
     The two per-image files must list the same images in the same order;
     the line index is the image's ``sample_idx``. Items carry ``img_path``,
@@ -27,6 +27,13 @@ class IJBDataset(BaseDataset):
     ``landmarks`` (5, 2), ``face_score``, ``template_id``, ``media_id``,
     ``set_name`` and ``eval_protocol='ijb'``; the pipeline aligns each image
     with :class:`AlignFace` before packing.
+
+    The pair list is the metric's business but the dataset's file: every
+    packed sample's metainfo carries ``pair_file`` (the path of
+    ``meta/<name>_template_pair_label.txt``, when it exists), which
+    :class:`IJBMetric` reads, so a config names the bundle once — this works
+    inside a ``ConcatDataset`` too (whose ``metainfo`` is only its first
+    part's, and whose parts must share metainfo keys — hence not there).
 
     Args:
         data_root (str): The bundle folder, e.g. ``data/ijb/IJBC``.
@@ -53,6 +60,23 @@ class IJBDataset(BaseDataset):
         kwargs.setdefault('test_mode', True)
         super().__init__(ann_file='', data_root=data_root,
                          pipeline=list(pipeline), **kwargs)
+
+    @property
+    def pair_file(self) -> Optional[str]:
+        """``meta/<name>_template_pair_label.txt`` if it exists."""
+        if not hasattr(self, '_pair_file'):
+            path = self._meta('template_pair_label')
+            self._pair_file = path if osp.isfile(path) else None
+        return self._pair_file
+
+    def prepare_data(self, idx: int):
+        """The pipeline's output, with ``pair_file`` in the sample meta."""
+        data = super().prepare_data(idx)
+        sample = data.get('data_samples') if isinstance(data, dict) else None
+        if sample is not None and hasattr(sample, 'set_metainfo') and \
+                self.pair_file is not None:
+            sample.set_metainfo(dict(pair_file=self.pair_file))
+        return data
 
     def _meta(self, kind: str) -> str:
         return osp.join(self.data_root, 'meta', f'{self.name}_{kind}.txt')

@@ -187,8 +187,10 @@ def test_metric_separable_and_keys():
     probe = basis[ids] + 0.01 * rng.normal(size=(15, 32)).astype(np.float32)
     dis = basis[10:30]
     out = run_metric(samples_of(probe, ids, dis), fprs=(1e-6, 1e-2))
-    assert out == {'megaface/rank1': 100.0, 'megaface/tpr@fpr1e-6': 100.0,
-                   'megaface/tpr@fpr1e-2': 100.0}
+    keys = ('megaface/rank1', 'megaface/tpr@fpr1e-6', 'megaface/tpr@fpr1e-2')
+    # a perfect model: the intervals are [100, 100] too
+    assert out == {f'{k}{s}': 100.0 for k in keys
+                   for s in ('', '_ci_low', '_ci_high')}
 
 
 def test_metric_matches_functional_any_order_and_teacher():
@@ -201,7 +203,8 @@ def test_metric_matches_functional_any_order_and_teacher():
     assert out['megaface/rank5'] == pytest.approx(ref['rank5'] * 100)
     assert out['megaface/tpr@fpr1e-6'] == pytest.approx(
         ref['tpr@fpr1e-6'] * 100)
-    assert set(out) == {'megaface/rank1', 'megaface/rank5',
+    assert {k for k in out if '_ci_' not in k} == {
+                        'megaface/rank1', 'megaface/rank5',
                         'megaface/tpr@fpr1e-6', 'teacher/megaface/rank1',
                         'teacher/megaface/rank5',
                         'teacher/megaface/tpr@fpr1e-6'}
@@ -215,7 +218,8 @@ def test_metric_filters_protocols_and_sets():
                                         pair_label=True))
     ver.pred_embedding = torch.ones(12)
     both = run_metric(a + b + [ver])
-    assert set(both) == {'megaface/rank1', 'megaface/tpr@fpr1e-6',
+    assert {k for k in both if '_ci_' not in k} == {
+                         'megaface/rank1', 'megaface/tpr@fpr1e-6',
                          'other/rank1', 'other/tpr@fpr1e-6'}
     only = run_metric(a + b + [ver], set_names='megaface')
     assert only == {k: v for k, v in both.items() if k.startswith('mega')}
@@ -231,3 +235,29 @@ def test_metric_checks_every_image_once():
     no_dis = [s for s in samples if s.role == 'probe']
     with pytest.raises(ValueError, match='both are needed'):
         run_metric(no_dis)
+
+
+def test_intervals_and_paired_comparison_of_dumps(tmp_path):
+    from mmfacekd.evaluation import paired_comparison
+    probe, ids, dis = random_case(11, noise=1.3)
+    out = run_metric(samples_of(probe, ids, dis), fprs=(1e-2, ),
+                     n_bootstrap=200, scores_dir=str(tmp_path / 'a'))
+    for k in ('megaface/rank1', 'megaface/tpr@fpr1e-2'):
+        assert out[f'{k}_ci_low'] <= out[k] <= out[f'{k}_ci_high']
+        assert out[f'{k}_ci_low'] < out[f'{k}_ci_high']
+    z = np.load(tmp_path / 'a' / 'megaface.npz')
+    assert np.mean(z['pair_rank'] == 1) * 100 == pytest.approx(
+        out['megaface/rank1'])
+    # a worse model on the same probes: noisier features
+    rng = np.random.default_rng(0)
+    worse = probe + 1.5 * rng.normal(size=probe.shape).astype(np.float32)
+    bad = run_metric(samples_of(worse, ids, dis), fprs=(1e-2, ),
+                     scores_dir=str(tmp_path / 'b'), ci_level=None)
+    d = paired_comparison(str(tmp_path / 'b'), str(tmp_path / 'a'),
+                          n_bootstrap=200)
+    delta, lo, hi = d['megaface/rank1']
+    assert delta == pytest.approx(bad['megaface/rank1'] -
+                                  out['megaface/rank1'])
+    assert lo <= delta <= hi
+    assert paired_comparison(str(tmp_path / 'a'), str(tmp_path / 'a'),
+                             n_bootstrap=50)['megaface/rank1'] == (0, 0, 0)

@@ -1,4 +1,5 @@
-"""IJB protocol: pooling by hand, ROC vs brute force, metric + errors."""
+"""IJB protocol: pooling by hand, metric + errors (the ROC / TPR@FPR
+rule: tests/test_evaluation/test_functional/test_ijb_roc.py)."""
 import json
 import os
 import socket
@@ -11,8 +12,7 @@ import torch.multiprocessing as mp
 from mmengine.structures import BaseDataElement
 
 from mmfacekd.evaluation import IJBMetric
-from mmfacekd.evaluation.functional import (roc_curve, score_pairs,
-                                            template_pooling, tpr_at_fpr)
+from mmfacekd.evaluation.functional import score_pairs, template_pooling
 
 
 def test_template_pooling_by_hand():
@@ -34,41 +34,6 @@ def test_template_pooling_by_hand():
     t7raw = np.array([3 + 0.5, 4 + 1.0])
     np.testing.assert_allclose(raw[1], t7raw / np.linalg.norm(t7raw),
                                rtol=1e-6)
-
-
-def brute_tpr(scores, labels, target):
-    """Literal protocol: ROC point per distinct threshold, nearest FPR,
-    highest TPR on ties."""
-    pos, neg = labels.sum(), (~labels).sum()
-    pts = [(0.0, 0.0)]
-    for t in sorted(set(scores), reverse=True):
-        acc = scores >= t
-        pts.append(((acc & ~labels).sum() / neg, (acc & labels).sum() / pos))
-    best = min(abs(p[0] - target) for p in pts)
-    return max(p[1] for p in pts if abs(p[0] - target) == best)
-
-
-@pytest.mark.parametrize('seed', [0, 1, 2])
-def test_roc_against_brute_force(seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.random(300) < 0.3
-    # rounded scores create ties, including mixed genuine/impostor ties
-    scores = np.round(rng.normal(labels * 1.0, 1.0), 1)
-    fpr, tpr, _ = roc_curve(scores, labels)
-    for target in (1e-3, 1e-2, 0.05, 0.1, 0.3):
-        assert tpr_at_fpr(fpr, tpr, [target])[target] == pytest.approx(
-            brute_tpr(scores, labels, target))
-
-
-def test_small_roc_by_hand():
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
-    labels = np.array([1, 0, 1, 0, 0], bool)
-    fpr, tpr, _ = roc_curve(scores, labels)
-    np.testing.assert_allclose(fpr, [0, 0, 1 / 3, 1 / 3, 2 / 3, 1])
-    np.testing.assert_allclose(tpr, [0, .5, .5, 1, 1, 1])
-    # nearest FPR to 0.3 is 1/3: two points, the higher TPR wins
-    assert tpr_at_fpr(fpr, tpr, [0.3])[0.3] == 1.0
-    assert tpr_at_fpr(fpr, tpr, [1e-6])[1e-6] == 0.5
 
 
 def test_score_pairs_chunks_and_unknown_template():
@@ -122,8 +87,10 @@ def test_separable_templates_give_full_tpr(tmp_path):
     other = BaseDataElement(metainfo=dict(sample_idx=0, set_name='lfw'))
     metric.process({}, samples[::-1] + [other])  # order does not matter
     out = metric.compute_metrics(metric.results)
-    assert set(out) == {f'ijbc/tpr@fpr1e-{k}' for k in range(1, 7)}
-    assert all(v == 100.0 for v in out.values())
+    keys = {f'ijbc/tpr@fpr1e-{k}' for k in range(1, 7)}
+    assert set(out) == keys | {f'{k}_ci_{s}' for k in keys
+                               for s in ('low', 'high')}
+    assert all(v == 100.0 for v in out.values())  # CIs of a perfect ROC too
     saved = json.load(open(tmp_path / 'ijbc_ijb.json'))
     assert saved['templates'] == 24 and saved['genuine_pairs'] == 36
     assert os.path.getsize(tmp_path / 'ijbc_roc.png') > 1000
@@ -175,3 +142,48 @@ def test_distributed_collection_matches_single_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / 'p.txt'),
                             str(tmp_path / 'r.pth')), nprocs=2)
     assert torch.load(tmp_path / 'r.pth') == ref
+
+
+def test_pair_file_from_the_dataset_and_deprecated_argument(tmp_path):
+    samples, pairs = make_samples(separable=False, seed=4)
+    write_pairs(tmp_path / 'p.txt', pairs)
+    for s in samples:  # what IJBDataset.prepare_data puts in the meta
+        s.set_metainfo(dict(pair_file=str(tmp_path / 'p.txt')))
+    metric = IJBMetric(fprs=(1e-2, 1e-1), scores_dir=str(tmp_path / 'sc'))
+    metric.process({}, samples)
+    out = metric.compute_metrics(metric.results)
+    with pytest.warns(DeprecationWarning, match='pair_file'):
+        old = IJBMetric(str(tmp_path / 'p.txt'), fprs=(1e-2, 1e-1),
+                        dump_scores=False)
+    old.process({}, samples)
+    assert old.compute_metrics(old.results) == out
+    for f in ('1e-2', '1e-1'):
+        assert out[f'ijbc/tpr@fpr{f}_ci_low'] <= out[f'ijbc/tpr@fpr{f}'] \
+            <= out[f'ijbc/tpr@fpr{f}_ci_high']
+    # the dumped scores: a paired comparison with itself is exactly zero
+    from mmfacekd.evaluation import paired_comparison
+    z = np.load(tmp_path / 'sc' / 'ijbc.npz')
+    assert str(z['protocol']) == 'ijb' and len(z['scores']) == len(pairs)
+    d = paired_comparison(str(tmp_path / 'sc'), str(tmp_path / 'sc'),
+                          n_bootstrap=50)
+    assert d == {'ijbc/tpr@fpr1e-4': (0.0, 0.0, 0.0)}
+    no_file = IJBMetric()
+    no_file.process({}, make_samples(separable=False, seed=4)[0])
+    with pytest.raises(ValueError, match='no pair file'):
+        no_file.compute_metrics(no_file.results)
+
+
+def test_dataset_puts_pair_file_in_sample_meta(tmp_path):
+    from mmfacekd.datasets import IJBDataset
+    meta = tmp_path / 'meta'
+    meta.mkdir()
+    (meta / 'ijbc_name_5pts_score.txt').write_text(
+        'a.jpg ' + ' '.join(['50'] * 10) + ' 0.9\n')
+    (meta / 'ijbc_face_tid_mid.txt').write_text('a.jpg 1 1\n')
+    (meta / 'ijbc_template_pair_label.txt').write_text('1 1 1\n')
+    ds = IJBDataset(str(tmp_path), check_files=False,
+                    pipeline=[dict(type='PackFaceInputs')])
+    ds.pipeline.transforms.insert(0, lambda r: dict(
+        r, img=np.zeros((4, 4, 3), np.uint8)))
+    assert ds[0]['data_samples'].pair_file == str(
+        meta / 'ijbc_template_pair_label.txt')

@@ -37,3 +37,34 @@ def test_all_paper_columns_on_request():
         'IJB-C 1e-4', 'IJB-C 1e-5', 'IJB-B 1e-4', 'IJB-B 1e-5',
         'MegaFace Id', 'MegaFace Ver', 'LFW', 'CFP-FP', 'CPLFW', 'AgeDB-30',
         'CALFW']
+
+
+def test_interval_cells_delta_columns_and_seed_table():
+    from mmfacekd.evaluation import seed_summary_markdown
+    s = {'lfw/accuracy': 99.5, 'lfw/accuracy_ci_low': 99.1,
+         'lfw/accuracy_ci_high': 99.8, 'mean/accuracy': 99.5,
+         'mean/accuracy_ci_low': 99.1, 'mean/accuracy_ci_high': 99.8,
+         'x_ijbc/tpr@fpr1e-4': 50.0}
+    kd = dict(s, **{'lfw/accuracy': 99.7, 'mean/accuracy': 99.7})
+    d = {'mean/accuracy': (0.2, -0.05, 0.45),
+         'x_ijbc/tpr@fpr1e-4': (1.0, 0.25, 1.75),
+         'lfw/accuracy': (0.2, -0.05, 0.45)}  # not a headline column
+    table = summary_markdown([('student', s), ('KD', kd)],
+                             deltas=[None, d])
+    lines = table.splitlines()
+    assert lines[0] == ('| model | LFW | x_ijbc/tpr@fpr1e-4 | '
+                        'mean (verification) | Δ x_ijbc/tpr@fpr1e-4 vs '
+                        'student | Δ mean (verification) vs student |')
+    assert lines[2] == ('| student | 99.50 [99.10, 99.80] | 50.00 | '
+                        '99.50 [99.10, 99.80] | – | – |')
+    assert lines[3].endswith('| +1.00 [+0.25, +1.75] | '
+                             '+0.20 [-0.05, +0.45] |')
+    seeds = seed_summary_markdown([
+        ('student', [s, dict(s, **{'lfw/accuracy': 99.3})], [None, None]),
+        ('KD', [kd, kd], [d, dict(d, **{'mean/accuracy': (0.4, 0, 1)})]),
+        ('FitNet', [kd], [d])])
+    rows = seeds.splitlines()
+    assert rows[0].startswith('| model | seeds | LFW | x_ijbc/tpr@fpr1e-4 |')
+    assert '| student | 2 | 99.40 ± 0.14 | 50.00 ± 0.00 |' in rows[2]
+    assert rows[3].endswith('| 1.00 ± 0.00 | 0.30 ± 0.14 |')
+    assert rows[4].startswith('| FitNet | 1 | 99.70 [99.10, 99.80] | 50.00')

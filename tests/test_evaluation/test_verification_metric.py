@@ -154,3 +154,42 @@ def test_mean_over_chosen_sets():
     with pytest.raises(ValueError, match='mean_sets'):
         VerificationMetric(mean_sets=['a', 'b']).compute_metrics(
             metric.results)
+
+
+def test_bootstrap_interval_keys_and_score_dump(tmp_path):
+    from mmfacekd.evaluation import paired_comparison
+    emb, issame = crafted(300, 7, noise=1.2)
+    samples = []
+    for i in range(len(emb)):
+        ds = BaseDataElement(metainfo=dict(set_name='lfw', sample_idx=i,
+                                           pair_label=bool(issame[i // 2])))
+        ds.pred_embedding = torch.from_numpy(emb[i])
+        ds.xnorm = torch.tensor(1.0)
+        samples.append(ds)
+
+    def run(**kw):
+        metric = VerificationMetric(**kw)
+        metric.process({}, samples)
+        return metric.compute_metrics(metric.results)
+
+    out = run(n_bootstrap=300, scores_dir=str(tmp_path / 'a'))
+    assert out['lfw/accuracy_ci_low'] <= out['lfw/accuracy'] <= \
+        out['lfw/accuracy_ci_high']
+    assert out['lfw/accuracy_ci_low'] < out['lfw/accuracy_ci_high']
+    assert (out['mean/accuracy_ci_low'], out['mean/accuracy_ci_high']) == (
+        out['lfw/accuracy_ci_low'], out['lfw/accuracy_ci_high'])
+    # deterministic for the seed; another seed moves the interval
+    again = run(n_bootstrap=300, scores_dir=str(tmp_path / 'b'))
+    assert again == out
+    other = run(n_bootstrap=300, bootstrap_seed=1, dump_scores=False)
+    assert other['lfw/accuracy'] == out['lfw/accuracy']
+    assert other['lfw/accuracy_ci_low'] != out['lfw/accuracy_ci_low'] or \
+        other['lfw/accuracy_ci_high'] != out['lfw/accuracy_ci_high']
+    assert not (tmp_path / 'c').exists()
+    assert 'lfw/accuracy_ci_low' not in run(ci_level=None, dump_scores=False)
+    z = np.load(tmp_path / 'a' / 'lfw.npz')
+    assert z['dist'].shape == (300, ) and z['issame'].sum() == issame.sum()
+    d = paired_comparison(str(tmp_path / 'a'), str(tmp_path / 'b'),
+                          n_bootstrap=100)
+    assert d == {'lfw/accuracy': (0.0, 0.0, 0.0),
+                 'mean/accuracy': (0.0, 0.0, 0.0)}

@@ -1,9 +1,9 @@
 """Train (or re-evaluate) several configs and tabulate them like GKD Table 5.
 
     # any list of configs, e.g. the MS1MV2 zoo on 8 GPUs
-    python tools/analysis/run_comparison.py configs/kd_r50_mbf.py \\
-        configs/ekd_r50_mbf.py configs/gkd_r50_mbf.py --procs 8 \\
-        --test-config configs/eval/full_suite.py
+    python tools/analysis/run_comparison.py configs/kd/kd_r50_mbf.py \\
+        configs/ekd/ekd_r50_mbf.py configs/gkd/gkd_r50_mbf.py --procs 8 \\
+        --test-config configs/_base_/datasets/paper_suite.py
     # every method at CPU scale on the synthetic demo set
     python tools/analysis/run_comparison.py --preset synthetic
 
@@ -14,6 +14,26 @@ dir already holds a finished checkpoint (``--retrain`` forces it,
 Written to ``--out-dir``: ``comparison.md`` (rows = methods, columns in the
 papers' order: IJB-C, IJB-B, MegaFace, LFW, CFP-FP, CPLFW, AgeDB-30, CALFW,
 then any other set), ``comparison.json`` and ``comparison.png`` (bar plot).
+
+Every cell is ``value [low, high]``, the metric with its 95 % seeded
+bootstrap interval (over pairs / templates / probes), and every row after
+the student gets paired columns ``Δ <metric> vs student [low, high]`` on the
+headline metrics (mean verification accuracy, IJB TPR@FPR=1e-4, 1:N
+Rank-1): the difference on the SAME test pairs, bootstrapped with the same
+resamples for both runs, from the per-pair scores each test run dumps to
+``<work_dir>/scores``. The student is the row named by ``--student`` (the
+synthetic preset: 'Student MBF'; default: the first non-teacher row).
+
+Seeds: ``--seeds 3`` (seeds 0, 1, 2) or ``--seeds 0 1 2`` trains the rows
+named by ``--seeded`` (synthetic preset: the student, KD and GKD; default:
+every non-teacher row) once per seed (``--cfg-options randomness.seed=S``,
+work dirs ``<work-root>/<config name>_seed<S>``); the other rows stay
+single-seed in ``<work-root>/<config name>``. Then ``comparison.md`` also
+holds an across-seed table: ``mean ± std`` (ddof 1) over the seeds of every
+metric and of each seed's paired Δ against the student of the same seed.
+
+    # 3 seeds of student, KD and GKD (+ the other methods once)
+    python tools/analysis/run_comparison.py --preset synthetic --seeds 3
 """
 import argparse
 import json
@@ -27,7 +47,9 @@ from typing import Dict, List, Tuple
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from mmfacekd.evaluation import summary_columns, summary_markdown  # noqa
+from mmfacekd.evaluation import (paired_comparison,  # noqa
+                                 seed_summary_markdown, summary_columns,
+                                 summary_markdown)
 from mmfacekd.utils.job_runner import JobFailed, train_and_test  # noqa
 
 # The synthetic preset: the demo teacher (published where the demo
@@ -50,6 +72,8 @@ SYNTHETIC_METHODS = [
     ('EKD', 'configs/demo/ekd_r18_mbf_synth.py'),
     ('GKD', 'configs/demo/gkd_r18_mbf_synth.py'),
 ]
+SYNTHETIC_STUDENT = 'Student MBF'
+SYNTHETIC_SEEDED = ('Student MBF', 'KD', 'GKD')
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,6 +101,17 @@ def parse_args() -> argparse.Namespace:
                         help='evaluate existing work dirs, never train')
     parser.add_argument('--retrain', action='store_true',
                         help='train even if a finished checkpoint exists')
+    parser.add_argument('--seeds', type=int, nargs='+', default=None,
+                        help='one number N: seeds 0..N-1; several: those '
+                        'seeds; for the rows of --seeded')
+    parser.add_argument('--seeded', nargs='+', metavar='NAME',
+                        help='row names trained once per seed (synthetic '
+                        'preset: the student, KD and GKD; default: every '
+                        'non-teacher row)')
+    parser.add_argument('--student', metavar='NAME',
+                        help='the baseline of the paired Δ columns '
+                        '(default: the synthetic student, else the first '
+                        'non-teacher row)')
     parser.add_argument('--keep-going', action='store_true',
                         help='a failing job becomes an empty row instead of '
                         'stopping the comparison')
@@ -117,6 +152,39 @@ def plot(rows: List[Tuple[str, Dict[str, float]]],
     plt.close(fig)
 
 
+def parse_seeds(seeds):
+    """``[N]`` -> ``0..N-1``; several values -> those; None -> None."""
+    if not seeds:
+        return None
+    if len(seeds) == 1:
+        if seeds[0] < 1:
+            sys.exit(f'--seeds N needs N >= 1, got {seeds[0]}')
+        return list(range(seeds[0]))
+    return list(seeds)
+
+
+def paired_deltas(records: List[dict], student: str) -> List:
+    """Per run: paired Δ vs the student run of the same seed (or the only
+    student run), from the dumped scores; None for the student itself, the
+    teacher and failed runs."""
+    base = {r['seed']: r for r in records
+            if r['method'] == student and r.get('checkpoint')}
+    out = []
+    for r in records:
+        # a single-seed row ran with the config's seed (0 in the demo
+        # configs): the unseeded or seed-0 student, else the only one
+        b = base.get(r['seed']) or base.get(None) or base.get(0) or (
+            next(iter(base.values())) if len(base) == 1 else None)
+        if r['method'] == student or r['method'] == 'Teacher' or b is None \
+                or not r.get('checkpoint'):
+            out.append(None)
+            continue
+        out.append(paired_comparison(osp.join(r['work_dir'], 'scores'),
+                                     osp.join(b['work_dir'], 'scores'))
+                   or None)
+    return out
+
+
 def main() -> None:
     args = parse_args()
     jobs = [(n, c) for n, c in zip(args.names or [], args.configs)]
@@ -146,41 +214,84 @@ def main() -> None:
     if teacher:
         jobs = [('Teacher', teacher[0])] + jobs
 
-    rows, records, t_start = [], [], time.time()
+    seeds = parse_seeds(args.seeds)
+    first = [n for n, c in jobs if not (teacher and c == teacher[0])]
+    student = args.student or (SYNTHETIC_STUDENT if args.preset ==
+                               'synthetic' else (first[0] if first else None))
+    seeded = set(args.seeded or (SYNTHETIC_SEEDED if args.preset ==
+                                 'synthetic' else first)) if seeds else set()
+
+    # (row name, config, seed or None, work dir), seeds inner
+    runs = []
     for name, config in jobs:
         stem = osp.splitext(osp.basename(config))[0]
+        if name in seeded:
+            runs += [(name, config, s, osp.join(work_root, f'{stem}_seed{s}'))
+                     for s in seeds]
+        else:
+            runs.append((name, config, None, osp.join(work_root, stem)))
+
+    rows, records, t_start = [], [], time.time()
+    for name, config, seed, work_dir in runs:
+        train_args = ['--no-validate']
+        if seed is not None:
+            train_args += ['--cfg-options', f'randomness.seed={seed}']
+        label = name if seed is None else f'{name} (seed {seed})'
         try:
             rec = train_and_test(
-                config, osp.join(work_root, stem), retrain=args.retrain,
+                config, work_dir, retrain=args.retrain,
                 train=not args.eval_only, procs=args.procs,
-                test_config=args.test_config, name=name)
+                train_args=train_args,
+                test_config=args.test_config, name=label, root=ROOT)
         except (JobFailed, FileNotFoundError) as e:
             if not args.keep_going:
                 sys.exit(str(e))
-            print(f'[{name}] FAILED: {e}', file=sys.stderr)
+            print(f'[{label}] FAILED: {e}', file=sys.stderr)
             rec = dict(config=config, checkpoint=None, metrics={},
                        error=str(e)[-500:])
         if teacher and config == teacher[0] and rec.get('checkpoint'):
             dst = osp.join(ROOT, teacher[1])
             os.makedirs(osp.dirname(dst), exist_ok=True)
             shutil.copyfile(rec['checkpoint'], dst)
-        rows.append((name, rec['metrics']))
-        records.append(dict(name=name, **rec))
-        print(f'[{name}] done: ' + ', '.join(
+        rows.append((label, rec['metrics']))
+        records.append(dict(name=label, method=name, seed=seed,
+                            work_dir=osp.join(ROOT, work_dir), **rec))
+        print(f'[{label}] done: ' + ', '.join(
             f'{k}={v:.2f}' for k, v in rec['metrics'].items()
             if k.endswith(('mean/accuracy', 'tpr@fpr1e-4', 'rank1'))),
             flush=True)
 
+    deltas = paired_deltas(records, student)
+    for rec, d in zip(records, deltas):
+        rec['paired_vs_student'] = d
     columns = summary_columns([m for _, m in rows])
-    table = summary_markdown(rows, columns)
+    table = summary_markdown(rows, columns, deltas=deltas)
+    seed_table = None
+    if seeds:
+        groups = []
+        for name, _ in jobs:
+            mine = [i for i, r in enumerate(records) if r['method'] == name]
+            groups.append((name, [records[i]['metrics'] for i in mine],
+                           [deltas[i] for i in mine]))
+        seed_table = seed_summary_markdown(groups, columns)
+    caption = ('Values in %, [95% bootstrap CI]; Δ vs student: paired '
+               'difference on the same test pairs, percentage points '
+               '[95% CI].')
     with open(osp.join(out_dir, 'comparison.md'), 'w') as f:
-        f.write(table + '\n')
+        f.write(caption + '\n\n' + table + '\n')
+        if seed_table:
+            f.write(f'\nAcross seeds {list(seeds)}: mean ± std (ddof 1); '
+                    'Δ: mean ± std of the per-seed paired differences.\n\n'
+                    + seed_table + '\n')
     with open(osp.join(out_dir, 'comparison.json'), 'w') as f:
         json.dump(dict(columns=[dict(title=t, key=k) for t, k in columns],
-                       rows=records, wall_time_s=time.time() - t_start), f,
-                  indent=1)
+                       rows=records, seeds=list(seeds or []),
+                       student=student, seed_table=seed_table,
+                       wall_time_s=time.time() - t_start), f, indent=1)
     plot(rows, columns, osp.join(out_dir, 'comparison.png'))
-    print('\n' + table)
+    print('\n' + caption + '\n\n' + table)
+    if seed_table:
+        print(f'\nAcross seeds {list(seeds)} (mean ± std):\n\n' + seed_table)
     print(f'\nsaved {osp.join(out_dir, "comparison.{md,json,png}")} '
           f'({(time.time() - t_start) / 60:.1f} min)')
 

@@ -8,7 +8,13 @@
    student alone, KD, GKD, a ViT teacher and CAKD (ViT -> CNN).
 3. Evaluate each with ``tools/test.py`` on the whole synthetic suite
    (verification, masked M-M/M-N, IJB-style TPR@FPR, 1:N identification).
-4. Print a table and save it as ``work_dirs/demo/results.{md,json}``.
+4. Print a table and save it as ``work_dirs/demo/results.{md,json}``:
+   every metric as ``value [low, high]`` (its 95 % seeded bootstrap
+   interval), and for each distilled row the paired difference against the
+   plain student on the same test pairs, ``Δ … vs student [low, high]``
+   (mean verification accuracy, IJB TPR@FPR=1e-4, 1:N Rank-1), computed
+   from the per-pair scores both test runs dump to ``<work_dir>/scores``.
+   An interval of a Δ that excludes 0 is a gap the test sets resolve.
    ``make comparison`` (tools/analysis/run_comparison.py) adds every other
    distillation method on the same data.
 """
@@ -23,7 +29,8 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from mmfacekd.evaluation import summary_columns  # noqa: E402
+from mmfacekd.evaluation import (paired_comparison,  # noqa: E402
+                                 summary_columns, summary_markdown)
 from mmfacekd.utils.job_runner import (JobFailed, run_logged,  # noqa: E402
                                        train_and_test)
 
@@ -44,6 +51,25 @@ STAGES = [
     ('CAKD ViT-tiny -> MBF (URFM+APT)', 'configs/demo/cakd_vit_mbf_synth.py',
      None),
 ]
+# the plain student, and the rows compared with it pair by pair
+STUDENT = 'student MBF-slim'
+DISTILLED = ('KD (T=4)', 'GKD (tau=0.93, T=4)',
+             'CAKD ViT-tiny -> MBF (URFM+APT)')
+
+
+def paired_deltas(rows, student=STUDENT, distilled=DISTILLED):
+    """Per row: ``{key: (Δ, low, high)}`` against the student's dumped
+    scores (None for the student, the teachers and rows without dumps)."""
+    base = next((r for r in rows if r['name'] == student), None)
+    out = []
+    for r in rows:
+        d = None
+        if base is not None and r['name'] in distilled:
+            d = paired_comparison(osp.join(r['work_dir'], 'scores'),
+                                  osp.join(base['work_dir'], 'scores')) \
+                or None
+        out.append(d)
+    return out
 
 
 def count_params(config):
@@ -74,49 +100,42 @@ def main() -> None:
         t0 = time.time()
         if not osp.isfile(osp.join(DATA, 'meta.json')):
             run_logged(gen + missing,
-                       osp.join(WORK, 'make_synthetic_faces.log'))
+                       osp.join(WORK, 'make_synthetic_faces.log'), root=ROOT)
         else:
             for opt in missing:
                 run_logged(gen + [opt + '-only'],
-                           osp.join(WORK, f'make_synthetic_faces{opt}.log'))
+                           osp.join(WORK, f'make_synthetic_faces{opt}.log'),
+                           root=ROOT)
         if missing or time.time() - t0 > 1:
             timings['generate data'] = time.time() - t0
         rows = []
         for name, config, publish in STAGES:
             stem = osp.splitext(osp.basename(config))[0]
             rec = train_and_test(config, osp.join(WORK, stem),
-                                 retrain=args.retrain, name=name)
+                                 retrain=args.retrain, name=name, root=ROOT)
             if publish:
                 dst = osp.join(ROOT, publish)
                 os.makedirs(osp.dirname(dst), exist_ok=True)
                 shutil.copyfile(rec['checkpoint'], dst)
             timings[name] = (rec['train_s'], rec['test_s'])
-            rows.append(dict(name=name, params_M=count_params(config), **rec))
+            rows.append(dict(name=name, params_M=count_params(config),
+                             work_dir=osp.join(WORK, stem), **rec))
     except JobFailed as e:
         sys.exit(str(e))
 
     columns = summary_columns([r['metrics'] for r in rows])
-    lines = ['| model | backbone params (M) | ' +
-             ' | '.join(t for t, _ in columns) + ' |',
-             '|---|---|' + '---|' * len(columns)]
-    for r in rows:
-        m = r['metrics']
-        cells = []
-        for _, k in columns:
-            std = k.replace('/accuracy', '/accuracy_std')
-            if k not in m:
-                cells.append('–')
-            elif std != k and std in m:
-                cells.append(f'{m[k]:.2f} ± {m[std]:.2f}')
-            else:
-                cells.append(f'{m[k]:.2f}')
-        lines.append(f"| {r['name']} | {r['params_M']:.2f} | " +
-                     ' | '.join(cells) + ' |')
-    table = '\n'.join(lines)
+    deltas = paired_deltas(rows)
+    for r, d in zip(rows, deltas):
+        r['paired_vs_student'] = d
+    table = summary_markdown(
+        [(r['name'], r['metrics']) for r in rows], columns, deltas=deltas,
+        lead=[('backbone params (M)', [f"{r['params_M']:.2f}"
+                                       for r in rows])])
     total = time.time() - t_start
-    print('\nSynthetic evaluation suite (%): verification accuracy (10-fold, '
-          'mean ± std), IJB-style TPR@FPR, 1:N Rank-1 / TPR@FPR, masked '
-          'M-M/M-N accuracy:\n')
+    print('\nSynthetic evaluation suite (%): verification accuracy '
+          '(10-fold), IJB-style TPR@FPR, 1:N Rank-1 / TPR@FPR, masked '
+          'M-M/M-N accuracy; value [95% bootstrap CI]; Δ vs student: paired '
+          'difference on the same pairs [95% CI], percentage points:\n')
     print(table)
     print(f'\nwall time {total / 60:.1f} min; per stage (train s, test s): ' +
           ', '.join(f'{k}: {v if isinstance(v, float) else tuple(round(x) for x in v)}'

@@ -3,11 +3,18 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
-from ..functional.identification import fpr_key, identification_metrics
+from ..functional.bootstrap import (DEFAULT_N_BOOT, cluster_mean_replicates,
+                                    identification_tpr_replicates,
+                                    percentile_ci)
+from ..functional.identification import (MAX_TOPK, fpr_key,
+                                         identification_metrics,
+                                         num_false_accepts_allowed)
+from .scores import resolve_scores_dir, save_scores
 
 ROLES = ('probe', 'distractor')
 
@@ -15,6 +22,66 @@ ROLES = ('probe', 'distractor')
 def _to_numpy(x) -> np.ndarray:
     return np.asarray(x.numpy() if hasattr(x, 'numpy') else x,
                       dtype=np.float32)
+
+
+def probe_level_scores(probe_feats: np.ndarray, probe_ids: np.ndarray,
+                       distractor_feats: np.ndarray, r_max: int, k_imp: int,
+                       chunk: int = 4096, device: Optional[str] = None
+                       ) -> Dict[str, np.ndarray]:
+    """Per-pair ranks and per-probe top impostor scores (for bootstraps).
+
+    The same computation as
+    :func:`~mmfacekd.evaluation.functional.identification_metrics`
+    (L2-normalized float32 features, per-identity Gram matrices, distractors
+    in blocks of ``chunk``), keeping what that function reduces away:
+
+    Returns:
+        dict: ``pair_probe`` / ``pair_rank`` — probe index and rank
+        ``1 + #{d: s(p, d) >= s(p, g)}`` (capped at ``r_max + 1``) of every
+        ordered same-identity pair, in that function's order;
+        ``genuine_scores`` / ``genuine_pairs`` — the unordered pairs;
+        ``top_impostors`` ``(P, k)`` — each probe's ``k = min(k_imp, N)``
+        highest distractor scores.
+    """
+    def norm(x):
+        t = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    probes, dis = norm(probe_feats), norm(distractor_feats)
+    dev = torch.device(device) if device else torch.device('cpu')
+    _, labels = np.unique(np.asarray(probe_ids), return_inverse=True)
+    labels = labels.reshape(-1)
+    order = np.argsort(labels, kind='stable')
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    rows, scores, g_pairs, g_scores = [], [], [], []
+    for grp in np.split(order, bounds):
+        if len(grp) < 2:
+            continue
+        g = torch.from_numpy(grp)
+        feats = probes[g].to(dev)
+        gram = (feats @ feats.T).cpu()
+        off = ~torch.eye(len(grp), dtype=torch.bool)
+        ii = torch.arange(len(grp)).unsqueeze(1).expand(-1, len(grp))
+        rows.append(g[ii[off]])
+        scores.append(gram[off])
+        upper = torch.triu(torch.ones_like(off), 1)
+        g_pairs.append(torch.stack([g[ii[upper]], g[ii.T[upper]]], 1))
+        g_scores.append(gram[upper])
+    k = max(min(int(k_imp), len(dis)), min(int(r_max), len(dis)))
+    top = None
+    p_dev = probes.to(dev)
+    for s in range(0, len(dis), chunk):
+        block = p_dev @ dis[s:s + chunk].to(dev).T
+        v = block if top is None else torch.cat([top, block], 1)
+        top = torch.topk(v, min(k, v.shape[1]), dim=1).values
+    top = top.cpu()
+    rows, scores = torch.cat(rows), torch.cat(scores)
+    r = min(int(r_max), top.shape[1])
+    rank = 1 + (top[rows, :r] >= scores[:, None]).sum(1)
+    return dict(pair_probe=rows.numpy(), pair_rank=rank.numpy(),
+                genuine_pairs=torch.cat(g_pairs).numpy(),
+                genuine_scores=torch.cat(g_scores).numpy(),
+                top_impostors=top.numpy())
 
 
 @METRICS.register_module()
@@ -40,8 +107,19 @@ class IdentificationMetric(BaseMetric):
     :class:`VerificationMetric`'s ``tar@far1e-3``). With the MegaFace config
     (``set_name='megaface'``) the keys are ``megaface/rank1`` and
     ``megaface/tpr@fpr1e-6``. When every result also has a
-    ``teacher_embedding`` (a distiller with ``eval_teacher=True``), the same
+    ``teacher_embedding`` (a distiller with ``TeacherEvalHook``), the same
     keys prefixed ``teacher/`` are added.
+
+    Confidence intervals (``ci_level`` not None): ``<set>/rank1_ci_low`` /
+    ``_ci_high`` and ``<set>/tpr@fpr1e-6_ci_low`` / ``_ci_high`` (%), the
+    percentile intervals of ``n_bootstrap`` seeded bootstrap replicates that
+    resample probes (a probe brings its (probe, gallery) pairs and its
+    impostor scores; see :mod:`mmfacekd.evaluation.functional.bootstrap`).
+    They need a second pass over the distractors
+    (:func:`probe_level_scores`), which keeps each probe's
+    ``floor(max(fprs) * P * N) + 1`` highest distractor scores. Unless
+    ``dump_scores=False`` the per-pair ranks go to
+    ``<scores_dir>/<set>.npz`` (default ``<work_dir>/scores``).
 
     Args:
         set_names (str | Sequence[str], optional): only these sets (others
@@ -50,6 +128,12 @@ class IdentificationMetric(BaseMetric):
         ranks (Sequence[int]): identification ranks. Defaults to ``(1,)``.
         chunk (int): distractors scored at once (memory ``P x chunk``).
         device (str, optional): device for the score blocks (``'cuda'``).
+        ci_level (float, optional): Interval level; None: no intervals.
+            Defaults to 0.95.
+        n_bootstrap (int): Replicates. Defaults to 1000.
+        bootstrap_seed (int): Seed (with the set name). Defaults to 0.
+        dump_scores (bool): Write the per-pair ranks. Defaults to True.
+        scores_dir (str, optional): Defaults to ``<work_dir>/scores``.
     """
     default_prefix: Optional[str] = None
 
@@ -59,9 +143,19 @@ class IdentificationMetric(BaseMetric):
                  ranks: Sequence[int] = (1, ),
                  chunk: int = 4096,
                  device: Optional[str] = None,
+                 ci_level: Optional[float] = 0.95,
+                 n_bootstrap: int = DEFAULT_N_BOOT,
+                 bootstrap_seed: int = 0,
+                 dump_scores: bool = True,
+                 scores_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self.ci_level = ci_level
+        self.n_bootstrap = int(n_bootstrap)
+        self.bootstrap_seed = int(bootstrap_seed)
+        self.dump_scores = dump_scores
+        self.scores_dir = scores_dir
         if isinstance(set_names, str):
             set_names = (set_names, )
         self.set_names = None if set_names is None else tuple(set_names)
@@ -133,7 +227,64 @@ class IdentificationMetric(BaseMetric):
             metrics[f'{key}/tpr@fpr{fpr_key(f)}'] = \
                 out[f'tpr@fpr{fpr_key(f)}'] * 100
         self._last_counts = out
+        metrics.update(self._intervals(
+            key, name, np.stack([r[emb_key] for r in probes]),
+            np.array([r['identity'] for r in probes]),
+            np.stack([r[emb_key] for r in dis]), metrics))
         return metrics
+
+    def _intervals(self, key: str, name: str, probe_feats: np.ndarray,
+                   probe_ids: np.ndarray, dis_feats: np.ndarray,
+                   metrics: Dict[str, float]) -> Dict[str, float]:
+        """CI keys of one set; the per-pair ranks are dumped for the model
+        itself (``key == name``), not for the teacher."""
+        scores_dir = resolve_scores_dir(self.scores_dir, self.dump_scores) \
+            if key == name else None
+        if self.ci_level is None and scores_dir is None:
+            return {}
+        n_imp = len(probe_feats) * len(dis_feats)
+        k_imp = 0
+        if self.ci_level is not None and self.fprs:
+            k_imp = max(num_false_accepts_allowed(f, n_imp) + 1
+                        for f in self.fprs)
+            if k_imp * len(probe_feats) > MAX_TOPK:
+                MMLogger.get_current_instance().warning(
+                    f'{name}: no TPR@FPR interval (it needs each probe\'s '
+                    f'{k_imp} highest impostor scores).')
+                k_imp = 0
+        r_max = max(self.ranks)
+        lvl = probe_level_scores(probe_feats, probe_ids, dis_feats, r_max,
+                                 k_imp, self.chunk, self.device)
+        save_scores(scores_dir, name, 'identification',
+                    pair_probe=lvl['pair_probe'], pair_rank=lvl['pair_rank'],
+                    ranks=np.array(self.ranks))
+        ci: Dict[str, float] = {}
+        if self.ci_level is None:
+            return ci
+        for r in self.ranks:
+            hits = lvl['pair_rank'] <= r
+            if abs(hits.mean() * 100 - metrics[f'{key}/rank{r}']) > 1e-6:
+                MMLogger.get_current_instance().warning(
+                    f'{key}: per-pair rank-{r} {hits.mean() * 100:.4f} != '
+                    f'{metrics[f"{key}/rank{r}"]:.4f} (float round-off '
+                    'between the two passes); the interval is around the '
+                    'former.')
+            reps = cluster_mean_replicates(hits, lvl['pair_probe'],
+                                           self.n_bootstrap,
+                                           self.bootstrap_seed, name)
+            lo, hi = percentile_ci(reps, self.ci_level)
+            ci[f'{key}/rank{r}_ci_low'] = lo * 100
+            ci[f'{key}/rank{r}_ci_high'] = hi * 100
+        if k_imp:
+            reps = identification_tpr_replicates(
+                lvl['genuine_scores'], lvl['genuine_pairs'],
+                lvl['top_impostors'], len(dis_feats), len(probe_feats),
+                self.fprs, self.n_bootstrap, self.bootstrap_seed, name)
+            lo, hi = percentile_ci(reps, self.ci_level)
+            for j, f in enumerate(self.fprs):
+                ci[f'{key}/tpr@fpr{fpr_key(f)}_ci_low'] = float(lo[j] * 100)
+                ci[f'{key}/tpr@fpr{fpr_key(f)}_ci_high'] = float(hi[j] * 100)
+        return ci
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         groups = defaultdict(list)
