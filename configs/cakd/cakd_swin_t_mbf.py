@@ -16,26 +16,15 @@
 # urfm.py and mmfacekd/models/losses/cakd.py.
 # MS1MV2 data and the GKD student schedule (CAKD's own schedule is not public).
 _base_ = [
-    '../_base_/distillers/swin_t_mbf.py', '../_base_/ms1mv2_sgd_26e.py'
+    '../_base_/distillers/swin_t_mbf.py', '../_base_/ms1mv2_sgd_26e.py',
+    '../_base_/losses/cakd.py'
 ]
 model = dict(
     teacher=dict(backbone=dict(type='PromptedSwinTransformer',
                                prompt_cfg=dict(num_prompts=4))),
     teacher_trainable=['backbone.prompts'],
-    recorders=dict(
-        t_tokens=dict(source='teacher.backbone.token_out'),
-        s_feat=dict(source='student.backbone.conv_sep')),
+    recorders={{_base_.cakd_recorders}},
     connectors=dict(
-        urfm_t=dict(type='URFM', input='recorder.t_tokens', in_channels=768,
-                    embed_dims=256, token_grid=(7, 7)),
-        urfm_s=dict(type='URFM', input='recorder.s_feat', in_channels=512,
-                    embed_dims=256)),
-    distill_losses=dict(
-        cakd=dict(type='CAKDLoss', embed_dims=256, num_heads=8,
-                  lambda_attn=1.0, lambda_feat=1.0,
-                  # batch-standardized features + VICReg-style
-                  # decorrelation against the collapse of the trainable
-                  # URFMs/MSA (see CAKDLoss); 0 = the paper's formula
-                  normalize='batch', decorrelation=0.04,
-                  inputs=dict(student_local='connector.urfm_s',
-                              teacher_local='connector.urfm_t'))))
+        urfm_t=dict(_base_.cakd_urfm_t, in_channels=768, token_grid=(7, 7)),
+        urfm_s={{_base_.cakd_urfm_s}}),
+    distill_losses=dict(cakd={{_base_.cakd_loss}}))

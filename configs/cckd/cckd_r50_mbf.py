@@ -3,10 +3,5 @@
 # L2-normalized embeddings under the Gaussian RBF kernel by Taylor expansion
 # (gamma = 0.4, order 2), on the batch gathered over all GPUs; weight 1 as in
 # the face-recognition baselines of the EKD authors.
-_base_ = '../_base_/distillers/r50_mbf_ms1mv2.py'
-model = dict(
-    distill_losses=dict(
-        cckd=dict(type='CCKDLoss', gamma=0.4, order=2, gather=True,
-                  loss_weight=1.0,
-                  inputs=dict(student_embedding='student.embedding',
-                              teacher_embedding='teacher.embedding'))))
+_base_ = ['../_base_/distillers/r50_mbf_ms1mv2.py', '../_base_/losses/cckd.py']
+model = dict(distill_losses=dict(cckd=dict(_base_.cckd_loss, gather=True)))

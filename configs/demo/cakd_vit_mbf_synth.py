@@ -11,7 +11,7 @@
 #   centers (one per student cell) of width 64;
 # * CAKDLoss with a shared 4-head MSA, lambda_attn = lambda_feat = 1,
 #   batch-standardized features and 0.04 x decorrelation (see CAKDLoss).
-_base_ = './_distill_r18_mbf_synth.py'
+_base_ = ['./_distill_r18_mbf_synth.py', '../_base_/losses/cakd.py']
 model = dict(
     # the teacher of arcface_vit_synth.py (+ prompts); the checkpoint is
     # loaded strictly, so the two must agree
@@ -26,9 +26,7 @@ model = dict(
                   s=32.0, m=0.3)),
     teacher_ckpt='checkpoints/demo/arcface_vit_synth.pth',
     teacher_trainable=['backbone.prompts'],
-    recorders=dict(
-        t_tokens=dict(source='teacher.backbone.token_out'),
-        s_feat=dict(source='student.backbone.conv_sep')),
+    recorders={{_base_.cakd_recorders}},
     connectors=dict(
         urfm_t=dict(type='URFM', input='recorder.t_tokens', in_channels=64,
                     embed_dims=64, center_grid=(4, 4), token_grid=(8, 8)),

@@ -4,9 +4,6 @@
 # on the student backbone is then ~0.4x the ArcFace gradient at the start of
 # training (the face baselines' weight 1 gives ~0.001x, i.e. no effect;
 # measured on one synthetic batch with the demo teacher).
-_base_ = './_distill_r18_mbf_synth.py'
-model = dict(
-    distill_losses=dict(
-        cckd=dict(type='CCKDLoss', gamma=0.4, order=2, loss_weight=500.0,
-                  inputs=dict(student_embedding='student.embedding',
-                              teacher_embedding='teacher.embedding'))))
+_base_ = ['./_distill_r18_mbf_synth.py', '../_base_/losses/cckd.py']
+model = dict(distill_losses=dict(
+    cckd=dict(_base_.cckd_loss, loss_weight=500.0)))

@@ -4,10 +4,5 @@
 # kept: its gradient on the student backbone is ~1x the ArcFace gradient at
 # the start of training (measured on one synthetic batch with the demo
 # teacher).
-_base_ = './_distill_r18_mbf_synth.py'
-model = dict(
-    distill_losses=dict(
-        darkrank=dict(type='DarkRankLoss', alpha=3.0, beta=3.0,
-                      list_length=3, loss_weight=1.0,
-                      inputs=dict(student_embedding='student.embedding',
-                                  teacher_embedding='teacher.embedding'))))
+_base_ = ['./_distill_r18_mbf_synth.py', '../_base_/losses/darkrank.py']
+model = dict(distill_losses=dict(darkrank={{_base_.darkrank_loss}}))

@@ -9,15 +9,13 @@
 #       --out checkpoints/demo/r18_prototype_head.pth
 # and set prototype_file to it, or set prototype_file=None to accumulate the
 # centers from the teacher embeddings during training (running buffers).
-_base_ = './_distill_r18_mbf_synth.py'
+_base_ = [
+    './_distill_r18_mbf_synth.py', '../_base_/losses/margin_distillation.py'
+]
 model = dict(
     student_loss_weight=0.0,
     distill_losses=dict(
         margin_distillation=dict(
-            type='MarginDistillationLoss',
+            _base_.margin_distillation_loss,
             prototype_file='checkpoints/demo/arcface_r18_synth.pth',
-            num_classes=300, embed_dim=128, scale=32.0, m_min=0.2, m_max=0.5,
-            loss_weight=1.0,
-            inputs=dict(student_embedding='student.embedding',
-                        teacher_embedding='teacher.embedding',
-                        gt_label='gt_label'))))
+            num_classes=300, embed_dim=128, scale=32.0)))

@@ -3,10 +3,5 @@
 # batch gathered over the processes. The usual weights are kept: at the start
 # of training the RKD gradient on the student backbone is ~0.3x the ArcFace
 # gradient (measured on one synthetic batch with the demo teacher).
-_base_ = './_distill_r18_mbf_synth.py'
-model = dict(
-    distill_losses=dict(
-        rkd=dict(type='RKDLoss', distance_weight=25.0, angle_weight=50.0,
-                 loss_weight=1.0,
-                 inputs=dict(student_embedding='student.embedding',
-                             teacher_embedding='teacher.embedding'))))
+_base_ = ['./_distill_r18_mbf_synth.py', '../_base_/losses/rkd.py']
+model = dict(distill_losses=dict(rkd={{_base_.rkd_loss}}))

@@ -3,9 +3,6 @@
 # 10: its gradient on the student backbone is then ~0.3x the ArcFace gradient
 # at the start of training (weight 1 gives ~0.03x; measured on one synthetic
 # batch with the demo teacher).
-_base_ = './_distill_r18_mbf_synth.py'
-model = dict(
-    distill_losses=dict(
-        shrinkteanet=dict(type='ShrinkTeaNetLoss', loss_weight=10.0,
-                          inputs=dict(student_feat='student.embedding',
-                                      teacher_feat='teacher.embedding'))))
+_base_ = ['./_distill_r18_mbf_synth.py', '../_base_/losses/shrinkteanet.py']
+model = dict(distill_losses=dict(
+    shrinkteanet=dict(_base_.shrinkteanet_loss, loss_weight=10.0)))

@@ -5,9 +5,5 @@
 # 3000 gives ~5x; measured on one synthetic batch of 64 with the demo
 # teacher). The loss scales as 1/B, so 300 at B=64 is about the r50 config's
 # 3000 at B=1024.
-_base_ = './_distill_r18_mbf_synth.py'
-model = dict(
-    distill_losses=dict(
-        sp=dict(type='SPLoss', loss_weight=300.0,
-                inputs=dict(student_feat='student.embedding',
-                            teacher_feat='teacher.embedding'))))
+_base_ = ['./_distill_r18_mbf_synth.py', '../_base_/losses/sp.py']
+model = dict(distill_losses=dict(sp=dict(_base_.sp_loss, loss_weight=300.0)))

@@ -6,24 +6,10 @@
 # 5: its gradient on the student backbone is then ~0.5x the ArcFace gradient at
 # the start of training (weight 1 gives ~0.1x; measured on one synthetic batch
 # with the demo teacher).
-_base_ = './_distill_r18_mbf_synth.py'
-
-num_random = 32
-num_ids = 8
-num_per_id = 4
-
+_base_ = [
+    './_distill_r18_mbf_synth.py', '../_base_/losses/triplet.py',
+    '../_base_/samplers/pk_sampler.py'
+]
 model = dict(
-    distill_losses=dict(
-        triplet=dict(type='TripletDistillationLoss', m_min=0.2, m_max=0.5,
-                     loss_weight=5.0,
-                     inputs=dict(student_embedding='student.embedding',
-                                 teacher_embedding='teacher.embedding',
-                                 gt_label='gt_label'))))
-
-train_dataloader = dict(
-    batch_size=num_random + num_ids * num_per_id,
-    drop_last=False,  # PyTorch forbids drop_last=True with a batch_sampler
-    sampler=dict(_delete_=True, type='IdentityBalancedSampler',
-                 num_random=num_random, num_ids=num_ids,
-                 num_per_id=num_per_id, epoch_length='dataset'),
-    batch_sampler=dict(type='IdentityBalancedBatchSampler'))
+    distill_losses=dict(triplet=dict(_base_.triplet_loss, loss_weight=5.0)))
+train_dataloader = {{_base_.pk_train_dataloader}}

@@ -10,10 +10,8 @@
 #   connectors=dict(hint=dict(type='ProjectionConnector', input='recorder.s3',
 #                             in_channels=Cs, out_channels=Ct, spatial=True)),
 #   inputs=dict(student_feat='connector.hint', teacher_feat='recorder.t3').
-_base_ = '../_base_/distillers/r50_mbf_ms1mv2.py'
-model = dict(
-    distill_losses=dict(
-        fitnet=dict(type='FitNetLoss', normalize=False, reduction='mean',
-                    loss_weight=1.0,
-                    inputs=dict(student_feat='student.embedding',
-                                teacher_feat='teacher.embedding'))))
+_base_ = [
+    '../_base_/distillers/r50_mbf_ms1mv2.py', '../_base_/losses/fitnet.py'
+]
+model = dict(distill_losses=dict(
+    fitnet=dict(_base_.fitnet_loss, normalize=False, reduction='mean')))

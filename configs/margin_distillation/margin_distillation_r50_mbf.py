@@ -11,15 +11,12 @@
 #       configs/margin_distillation/margin_distillation_r50_mbf.py \
 #       --checkpoint backbone.pth --revise-keys '^=backbone.' \
 #       --out checkpoints/r50_prototype_head.pth
-_base_ = '../_base_/distillers/r50_mbf_ms1mv2.py'
+_base_ = [
+    '../_base_/distillers/r50_mbf_ms1mv2.py',
+    '../_base_/losses/margin_distillation.py'
+]
 model = dict(
     student_loss_weight=0.0,
     distill_losses=dict(
-        margin_distillation=dict(
-            type='MarginDistillationLoss',
-            prototype_file='checkpoints/arcface_r50_ms1mv2.pth',
-            num_classes=85742, embed_dim=512, scale=64.0, m_min=0.2,
-            m_max=0.5, gather=True, loss_weight=1.0,
-            inputs=dict(student_embedding='student.embedding',
-                        teacher_embedding='teacher.embedding',
-                        gt_label='gt_label'))))
+        margin_distillation=dict(_base_.margin_distillation_loss,
+                                 gather=True)))

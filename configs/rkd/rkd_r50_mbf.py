@@ -3,10 +3,6 @@
 # on the raw embeddings, as the paper and the face-recognition baselines use
 # them, computed on the batch gathered over all GPUs (8 x 128 = 1024; the
 # angle term is chunked and checkpointed to fit).
-_base_ = '../_base_/distillers/r50_mbf_ms1mv2.py'
-model = dict(
-    distill_losses=dict(
-        rkd=dict(type='RKDLoss', distance_weight=25.0, angle_weight=50.0,
-                 normalize=False, gather=True, loss_weight=1.0,
-                 inputs=dict(student_embedding='student.embedding',
-                             teacher_embedding='teacher.embedding'))))
+_base_ = ['../_base_/distillers/r50_mbf_ms1mv2.py', '../_base_/losses/rkd.py']
+model = dict(distill_losses=dict(
+    rkd=dict(_base_.rkd_loss, normalize=False, gather=True)))

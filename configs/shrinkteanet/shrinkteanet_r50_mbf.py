@@ -3,9 +3,8 @@
 # between the embeddings, averaged over the batch, weight 1 (as in the
 # MarginDistillation authors' "angular distillation" and the EKD authors'
 # baselines).
-_base_ = '../_base_/distillers/r50_mbf_ms1mv2.py'
-model = dict(
-    distill_losses=dict(
-        shrinkteanet=dict(type='ShrinkTeaNetLoss', loss_weight=1.0,
-                          inputs=dict(student_feat='student.embedding',
-                                      teacher_feat='teacher.embedding'))))
+_base_ = [
+    '../_base_/distillers/r50_mbf_ms1mv2.py',
+    '../_base_/losses/shrinkteanet.py'
+]
+model = dict(distill_losses=dict(shrinkteanet={{_base_.shrinkteanet_loss}}))

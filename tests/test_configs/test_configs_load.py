@@ -7,8 +7,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import ROOT
 from mmfacekd.registry import MODELS
+
+from conftest import ROOT
 
 CONFIGS = sorted(
     osp.relpath(p, ROOT)
