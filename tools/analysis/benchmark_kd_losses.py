@@ -25,7 +25,9 @@ fluctuating machine load hits them alike; the table reports the median
 ratio GKD / KD at the same temperature. ``GKD-ps`` is the default per-sample
 GKD, ``GKD-ps/nows`` the same without the CPU workspace
 (``reuse_buffers=False``), ``GKD-batch`` / ``GKD-fixed`` the authors' modes
-(with the target forced into the primary group).
+(with the target forced into the primary group). ``--selection`` picks the
+exact k search of GKD (``tools/analysis/benchmark_gkd_selection.py``
+compares them).
 """
 import argparse
 import math
@@ -58,6 +60,9 @@ def parse_args() -> argparse.Namespace:
         '--modes', nargs='+',
         choices=['per_sample', 'per_sample_nows', 'batch', 'fixed'],
         default=['per_sample', 'per_sample_nows', 'batch', 'fixed'])
+    parser.add_argument(
+        '--selection', choices=['auto', 'sort', 'band'], default='auto',
+        help="GKDLoss(selection=...): how k and the primary group are found")
     parser.add_argument('--scale', type=float, default=64.0)
     parser.add_argument('--margin', type=float, default=0.4)
     parser.add_argument('--dtype', choices=['float32', 'float64'],
@@ -91,17 +96,17 @@ def make_logits(regime: str, batch: int, num_classes: int, scale: float,
     return student, teacher, labels.to(device)
 
 
-def build_losses(modes, temperature):
+def build_losses(modes, temperature, selection='auto'):
     losses = {'KD': KDLoss(temperature=temperature)}
+    common = dict(temperature=temperature, selection=selection)
     for mode in modes:
         if mode == 'per_sample':
-            losses['GKD-ps'] = GKDLoss(temperature=temperature)
+            losses['GKD-ps'] = GKDLoss(**common)
         elif mode == 'per_sample_nows':
-            losses['GKD-ps/nows'] = GKDLoss(
-                temperature=temperature, reuse_buffers=False)
+            losses['GKD-ps/nows'] = GKDLoss(**common, reuse_buffers=False)
         else:
             losses[f'GKD-{mode}'] = GKDLoss(
-                temperature=temperature, k_mode=mode, force_target=True)
+                **common, k_mode=mode, force_target=True)
     return losses
 
 
@@ -137,7 +142,8 @@ def main():
     gen = torch.Generator().manual_seed(args.seed)
     print(f'torch {torch.__version__}, device={args.device}, '
           f'threads={torch.get_num_threads()}, B={args.batch_size}, '
-          f'dtype={args.dtype}, median of {args.repeat} '
+          f'dtype={args.dtype}, selection={args.selection}, '
+          f'median of {args.repeat} '
           f'(+{args.warmup} warm-up), losses interleaved')
     header = None
     for regime in args.regime:
@@ -148,7 +154,7 @@ def main():
             with torch.no_grad():
                 k_mean = float(GKDLoss()(student, teacher)['k_mean'])
             for temp in args.temperature:
-                losses = build_losses(args.modes, temp)
+                losses = build_losses(args.modes, temp, args.selection)
                 times = time_cell(losses, student, teacher, labels,
                                   args.warmup, args.repeat, args.device)
                 med = {k: statistics.median(v) for k, v in times.items()}
