@@ -1,17 +1,22 @@
 """IdentityBalancedSampler (P×K + random part): composition, ranks,
-determinism, both dataset types, the DataLoader, and EKD with the Runner."""
+determinism, both dataset types, the DataLoader, the per-sample
+``with_cls_loss`` flag end to end, and EKD with the Runner."""
+import copy
 import os
+import pickle
 
 import numpy as np
 import pytest
 import torch
-from mmengine.dataset import pseudo_collate
+import torch.nn.functional as F
+from mmengine.dataset import BaseDataset, pseudo_collate
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
 from conftest import TINY_IDS, tiny_config
 from mmfacekd.datasets import (FaceImageFolder, IdentityBalancedBatchSampler,
                                IdentityBalancedSampler, MXRecordDataset)
+from mmfacekd.datasets.samplers import SampleIndex, index_meta
 from mmfacekd.datasets.samplers import identity_balanced_sampler as ibs
 from mmfacekd.registry import DATA_SAMPLERS, MODELS
 
@@ -173,6 +178,110 @@ def test_face_image_folder_labels(tmp_path):
         _sampler(ds, num_random=2, num_ids=3, num_per_id=2, small_ids='skip')
 
 
+def _flags(batch):
+    return [index_meta(i)['with_cls_loss'] for i in batch]
+
+
+def test_sample_index_carries_meta():
+    idx = SampleIndex(7, with_cls_loss=False)
+    assert idx == 7 and hash(idx) == hash(7) and f'{idx}' == '7'
+    for other in (pickle.loads(pickle.dumps(idx)), copy.deepcopy(idx)):
+        assert type(other) is SampleIndex and other == 7
+        assert other.meta == {'with_cls_loss': False}
+    assert index_meta(7) == {} and np.arange(9)[idx] == 7
+
+
+def test_cls_loss_flags_per_sample(record_set):
+    r, p, k = 3, 2, 2
+    rand = _sampler(record_set, num_random=r, num_ids=p, num_per_id=k,
+                    cls_loss_on='random_part')
+    for batch in rand.batches():
+        assert _flags(batch) == [True] * r + [False] * (p * k)
+    # the flat stream carries the same flags (what the DataLoader sees)
+    assert _flags(list(rand)) == sum((_flags(b) for b in rand.batches()), [])
+    every = _sampler(record_set, num_random=r, num_ids=p, num_per_id=k)
+    assert every.cls_loss_on == 'all'
+    assert all(all(_flags(b)) for b in every.batches())
+    # the same indices either way: the flag does not change the sampling
+    assert list(map(int, every)) == list(map(int, rand))
+    with pytest.raises(ValueError, match='cls_loss_on'):
+        _sampler(record_set, cls_loss_on='first')
+
+
+class _RenumberingDataset(BaseDataset):
+    """Hands a fresh int on as sample_idx: the flags would be lost."""
+
+    def load_data_list(self):
+        return [dict(gt_label=i % 3) for i in range(12)]
+
+    def get_data_info(self, idx):
+        info = super().get_data_info(idx)
+        info['sample_idx'] = int(idx)
+        return info
+
+
+def test_dataset_must_pass_the_index_on():
+    ds = _RenumberingDataset()
+    _sampler(ds, num_random=2, num_ids=2, num_per_id=2)  # 'all': no check
+    with pytest.raises(TypeError, match='does not return the index itself'):
+        _sampler(ds, num_random=2, num_ids=2, num_per_id=2,
+                 cls_loss_on='random_part')
+
+
+def _hand_arcface_ce(emb, weight, labels, s, m):
+    rows = []
+    for e, y in zip(F.normalize(emb), labels):
+        cos = F.normalize(weight) @ e
+        logit = s * cos
+        logit[y] = s * torch.cos(torch.acos(cos[y].clamp(-1, 1)) + m)
+        rows.append(torch.logsumexp(logit, 0) - logit[y])
+    return torch.stack(rows).mean()
+
+
+def test_flags_reach_the_loss_end_to_end(tiny_synth):
+    """Sampler -> DataLoader worker -> pipeline -> data samples -> distiller:
+    the CE is the hand computation over the random part only."""
+    r, p, k = 3, 2, 2
+    ds = MXRecordDataset(tiny_synth, pipeline=[
+        dict(type='LoadFaceImage'), dict(type='PackFaceInputs')])
+    sampler = _sampler(ds, num_random=r, num_ids=p, num_per_id=k,
+                       cls_loss_on='random_part')
+    loader = DataLoader(ds, num_workers=1, collate_fn=pseudo_collate,
+                        batch_sampler=IdentityBalancedBatchSampler(
+                            sampler, r + p * k))
+    data = next(iter(loader))
+    first = next(sampler.batches())
+    metas = [d.metainfo for d in data['data_samples']]
+    assert [m['with_cls_loss'] for m in metas] == \
+        [True] * r + [False] * (p * k)
+    assert [m['sample_idx'] for m in metas] == [int(i) for i in first]
+    assert all(type(m['sample_idx']) is int for m in metas)
+
+    rec = dict(type='FaceRecognizer',
+               backbone=dict(type='IResNet', depth=18, base_channels=8,
+                             input_size=32, num_features=16),
+               head=dict(type='ArcFaceHead', num_classes=TINY_IDS,
+                         in_channels=16, s=16.0, m=0.3))
+    model = MODELS.build(dict(
+        type='FaceDistiller', student=rec, teacher=rec,
+        data_preprocessor=dict(resize_to=32),
+        distill_losses=dict(ekd=dict(
+            type='EKDLoss', fprs=(0.5, 0.2), num_hard_negatives=4,
+            inputs=dict(student_embedding='student.embedding',
+                        teacher_embedding='teacher.embedding',
+                        gt_label='gt_label'))))).eval()
+    batch = model.data_preprocessor(data, training=False)
+    losses = model(**batch, mode='loss')
+    labels = [d.gt_label.item() for d in data['data_samples']]
+    with torch.no_grad():
+        emb = model.student.extract_feat(batch['inputs'])
+    expected = _hand_arcface_ce(emb[:r], model.student.head.weight.detach(),
+                                labels[:r], 16.0, 0.3)
+    torch.testing.assert_close(losses['student.loss_cls'], expected)
+    # the pair loss still sees the P x K part (p identities x k(k-1)/2 pairs)
+    assert losses['distill.ekd.num_pos'].item() >= p * k * (k - 1) // 2
+
+
 def test_ekd_demo_config_with_runner(tiny_synth, tmp_path):
     """A few EKD iterations with the real Runner, then resume."""
     def tiny(work, epochs):
@@ -181,11 +290,13 @@ def test_ekd_demo_config_with_runner(tiny_synth, tmp_path):
         for head in (cfg.model.student.head, cfg.model.teacher.head):
             head.num_classes = TINY_IDS
         cfg.model.teacher_ckpt = teacher_ckpt
-        cfg.model.student_cls_samples = 4
+        # the per-sample flag replaces model.student_cls_samples
+        cfg.model.pop('student_cls_samples', None)
         cfg.train_dataloader.batch_size = 8
         cfg.train_dataloader.persistent_workers = False
         cfg.train_dataloader.sampler.update(num_random=4, num_ids=2,
-                                            num_per_id=2)
+                                            num_per_id=2,
+                                            cls_loss_on='random_part')
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
         return cfg

@@ -38,7 +38,9 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
 
     # GKD iterations with the real Runner; every GKD term is logged
     cfg = _tiny(GKD, tiny_synth, str(tmp_path / 'gkd'), epochs=2,
-                model=dict(teacher_ckpt=teacher_ckpt, eval_teacher=True))
+                model=dict(teacher_ckpt=teacher_ckpt))
+    cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+        dict(type='TeacherEvalHook')]
     runner = Runner.from_cfg(cfg)
     runner.train()
     log = open(runner.logger.log_file).read()
@@ -128,7 +130,8 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     # 2 CPU processes through tools/dist_train.sh
     dist_cfg = str(tmp_path / 'gkd_dist.py')
     cfg.train_cfg.max_epochs = 1
-    cfg.model.eval_teacher = False
+    cfg.custom_hooks = [h for h in cfg.custom_hooks
+                        if h['type'] != 'TeacherEvalHook']
     cfg.dump(dist_cfg)
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', dist_cfg, '2', '--work-dir',

@@ -3,10 +3,14 @@
 EKD (Huang et al., CVPR 2022; ``docs/PAPERS.md`` §3) trains on batches that
 mix ``num_random`` uniformly drawn images with ``num_ids`` (P) identities ×
 ``num_per_id`` (K) images each, so that every batch holds positive pairs.
-The classification loss is computed on the random part only
-(``FaceDistiller(student_cls_samples=num_random)``), which relies on the batch
-layout guaranteed here: **the first ``num_random`` samples of every per-rank
-batch are the random part**, followed by the P groups of K images.
+The classification loss is computed on the random part only: with
+``cls_loss_on='random_part'`` the sampler yields :class:`SampleIndex` es
+whose metainfo flags each sample (``with_cls_loss``: True for the random
+part, False for the P×K part); :class:`PackFaceInputs` puts the flag into
+the data sample and :meth:`FaceRecognizer.loss_by_embedding` (the student's
+loss, also inside :class:`FaceDistiller`) computes the CE over the flagged
+samples only. No position in the batch is a convention between the sampler
+and the model.
 
 Config (the batch sampler checks that the two sizes agree)::
 
@@ -14,9 +18,9 @@ Config (the batch sampler checks that the two sizes agree)::
         batch_size=64,            # = num_random + num_ids * num_per_id
         drop_last=False,          # a batch_sampler excludes drop_last=True
         sampler=dict(type='IdentityBalancedSampler', num_random=32,
-                     num_ids=8, num_per_id=4),
+                     num_ids=8, num_per_id=4,
+                     cls_loss_on='random_part'),  # CE on the random part only
         batch_sampler=dict(type='IdentityBalancedBatchSampler'))
-    model = dict(student_cls_samples=32)   # CE on the random part only
 """
 import math
 from typing import Iterator, List, Optional, Sized
@@ -26,9 +30,10 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import BatchSampler, Sampler
 
 from mmfacekd.registry import DATA_SAMPLERS
+from .sample_index import SampleIndex, index_meta
 
 __all__ = ['IdentityBalancedSampler', 'IdentityBalancedBatchSampler',
-           'dataset_labels']
+           'dataset_labels', 'check_index_meta_passes']
 
 
 def dataset_labels(dataset: Sized) -> np.ndarray:
@@ -53,6 +58,23 @@ def dataset_labels(dataset: Sized) -> np.ndarray:
         raise ValueError(f'{type(dataset).__name__}: {len(labels)} labels for '
                          f'{len(dataset)} samples')
     return labels
+
+
+def check_index_meta_passes(dataset: Sized) -> None:
+    """Raise unless ``dataset.get_data_info`` hands a :class:`SampleIndex`
+    on as ``sample_idx`` with its metainfo (what :class:`PackFaceInputs`
+    reads)."""
+    probe = SampleIndex(0, with_cls_loss=False)
+    info = (dataset.get_data_info(probe)
+            if hasattr(dataset, 'get_data_info') else {})
+    if index_meta(info.get('sample_idx')).get('with_cls_loss') is not False:
+        raise TypeError(
+            f"IdentityBalancedSampler(cls_loss_on='random_part'): "
+            f'{type(dataset).__name__}.get_data_info(idx) does not return '
+            'the index itself as `sample_idx`, so the per-sample '
+            '`with_cls_loss` flags would not reach the model. Use a dataset '
+            "that does (MMEngine's BaseDataset, MXRecordDataset, "
+            "FaceImageFolder), or cls_loss_on='all'.")
 
 
 @DATA_SAMPLERS.register_module()
@@ -96,6 +118,12 @@ class IdentityBalancedSampler(Sampler):
     ``set_epoch`` (called by MMEngine's ``DistSamplerSeedHook``, also on
     resume) selects the epoch.
 
+    Every index is a :class:`SampleIndex` with ``meta=dict(with_cls_loss=
+    ...)``: True for every sample (``cls_loss_on='all'``), or True for the
+    random part and False for the P×K part (``'random_part'``, EKD). With
+    ``'random_part'`` the dataset must hand its index on as ``sample_idx``
+    (checked once here): otherwise the flags would be lost silently.
+
     Args:
         dataset: A dataset with ``get_gt_labels()`` or ``get_data_info()``.
         num_random (int): R, random images per batch (>= 1). Defaults to 32.
@@ -107,6 +135,8 @@ class IdentityBalancedSampler(Sampler):
             than K images. Defaults to 'repeat'.
         epoch_length (str): ``'random_part'`` or ``'dataset'``.
             Defaults to 'random_part'.
+        cls_loss_on (str): Which samples get the classification loss:
+            ``'all'`` or ``'random_part'``. Defaults to 'all'.
     """
 
     def __init__(self,
@@ -116,7 +146,8 @@ class IdentityBalancedSampler(Sampler):
                  num_per_id: int = 4,
                  seed: Optional[int] = None,
                  small_ids: str = 'repeat',
-                 epoch_length: str = 'random_part') -> None:
+                 epoch_length: str = 'random_part',
+                 cls_loss_on: str = 'all') -> None:
         if num_random < 1 or num_ids < 0 or num_per_id < 1:
             raise ValueError(
                 'IdentityBalancedSampler needs num_random >= 1, num_ids >= 0 '
@@ -128,6 +159,9 @@ class IdentityBalancedSampler(Sampler):
         if epoch_length not in ('random_part', 'dataset'):
             raise ValueError("epoch_length must be 'random_part' or "
                              f"'dataset', got {epoch_length!r}")
+        if cls_loss_on not in ('all', 'random_part'):
+            raise ValueError("cls_loss_on must be 'all' or 'random_part', got "
+                             f'{cls_loss_on!r}')
         self.rank, self.world_size = get_dist_info()
         self.dataset = dataset
         self.num_random = int(num_random)
@@ -135,10 +169,13 @@ class IdentityBalancedSampler(Sampler):
         self.num_per_id = int(num_per_id)
         self.small_ids = small_ids
         self.epoch_length = epoch_length
+        self.cls_loss_on = cls_loss_on
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.epoch = 0
 
         labels = dataset_labels(dataset)
+        if cls_loss_on != 'all' and len(labels):
+            check_index_meta_passes(dataset)
         self.num_samples_total = len(labels)
         # images of identity u: self._order[self._starts[u]:... + counts[u]]
         self._order = np.argsort(labels, kind='stable')
@@ -196,14 +233,17 @@ class IdentityBalancedSampler(Sampler):
             self.num_samples_total)
         rng_ids = np.random.default_rng([self.seed, self.epoch, 1])
         rng_img = np.random.default_rng([self.seed, self.epoch, 2, rank])
+        pxk_cls = self.cls_loss_on == 'all'
         for step in range(self.num_batches):
             start = (step * world + rank) * r
-            batch = perm[start:start + r].tolist()
+            batch = [SampleIndex(i, with_cls_loss=True)
+                     for i in perm[start:start + r].tolist()]
             if p:
                 ids = rng_ids.choice(len(self._eligible), world * p,
                                      replace=False)
                 for u in self._eligible[ids[rank * p:(rank + 1) * p]]:
-                    batch += self._identity_images(int(u), rng_img).tolist()
+                    batch += [SampleIndex(i, with_cls_loss=pxk_cls) for i in
+                              self._identity_images(int(u), rng_img).tolist()]
             yield batch
 
     def __iter__(self) -> Iterator[int]:

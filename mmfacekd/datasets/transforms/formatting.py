@@ -7,6 +7,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.structures import DataSample
 
 from mmfacekd.registry import TRANSFORMS
+from ..samplers.sample_index import SampleIndex, index_meta
 
 
 @TRANSFORMS.register_module()
@@ -20,6 +21,12 @@ class PackFaceInputs(BaseTransform):
     tells each metric which samples of a mixed test set are its own;
     ``face_score``/``template_id``/``media_id`` (IJB) and
     ``identity``/``role`` (1:N identification) carry the protocol fields.
+
+    Per-sample metainfo chosen by the sampler — a
+    :class:`~mmfacekd.datasets.samplers.SampleIndex` arriving as
+    ``sample_idx``, e.g. ``with_cls_loss`` of ``IdentityBalancedSampler`` —
+    is always copied into the metainfo (whatever ``meta_keys``), and
+    ``sample_idx`` itself is stored as a plain int.
     """
 
     def __init__(self, meta_keys: Sequence[str] = (
@@ -34,8 +41,12 @@ class PackFaceInputs(BaseTransform):
         sample = DataSample()
         if 'gt_label' in results:
             sample.set_gt_label(int(results['gt_label']))
-        sample.set_metainfo(
-            {k: results[k] for k in self.meta_keys if k in results})
+        meta = {k: results[k] for k in self.meta_keys if k in results}
+        if 'sample_idx' in results:
+            meta.update(index_meta(results['sample_idx']))
+            if isinstance(meta.get('sample_idx'), SampleIndex):
+                meta['sample_idx'] = int(meta['sample_idx'])
+        sample.set_metainfo(meta)
         return dict(inputs=torch.from_numpy(img), data_samples=sample)
 
     def __repr__(self) -> str:

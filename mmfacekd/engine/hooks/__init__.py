@@ -1,6 +1,7 @@
 from .distill_warmup_hook import DistillWarmupHook
 from .progress_bar_hook import EmbeddingProgressHook
 from .safe_checkpoint_hook import SafeCheckpointHook
+from .teacher_eval_hook import TeacherEvalHook
 
 __all__ = ['DistillWarmupHook', 'EmbeddingProgressHook',
-           'SafeCheckpointHook']
+           'SafeCheckpointHook', 'TeacherEvalHook']

@@ -12,6 +12,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmfacekd.registry import MODELS
 from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
+from ..recognizers.face_recognizer import cls_loss_mask
 from .recorder import build_recorders
 
 NETWORK_OUTPUTS = ('embedding', 'logits', 'margin_logits')
@@ -97,7 +98,7 @@ class FaceDistiller(BaseModel):
     :class:`PromptedSwinTransformer` with ``prompt_cfg``): recorders see the
     prompted forward (with autograd, so the distillation losses train the
     prompts), while ``teacher.embedding``/``teacher.logits``/
-    ``teacher.margin_logits`` and ``eval_teacher`` come from a separate
+    ``teacher.margin_logits`` and ``predict_teacher`` come from a separate
     forward *without* prompts under ``no_grad`` — the teacher's own identity
     prediction stays exactly the pretrained one (CAKD project decision, see
     PAPERS.md §2). That second forward runs only when a loss or connector
@@ -106,6 +107,21 @@ class FaceDistiller(BaseModel):
     Loss keys: ``student.loss_cls`` (+ ``student.accuracy``),
     ``distill.loss_<name>`` and, for losses returning a dict,
     ``distill.<name>.<stat>`` for each logged statistic.
+
+    Contracts:
+      * The student's own loss is :meth:`FaceRecognizer.loss_by_embedding`
+        (the one used by ``FaceRecognizer.loss``): its classification loss
+        covers the samples whose ``with_cls_loss`` flag is True
+        (:class:`IdentityBalancedSampler` with ``cls_loss_on='random_part'``
+        flags the random part, EKD); distillation losses and
+        ``student.logits`` cover the whole batch.
+      * Recorders record only inside :meth:`loss` (``with self.recorders``:
+        hooks registered on enter, removed and records dropped on exit);
+        ``predict``/``tensor`` modes run without hooks.
+      * ``predict`` adds ``teacher_embedding``/``teacher_xnorm`` to the data
+        samples while :attr:`predict_teacher` is True — set by
+        :class:`TeacherEvalHook` around the first validation
+        (``custom_hooks=[dict(type='TeacherEvalHook')]``).
 
     Args:
         student (dict): FaceRecognizer config of the student.
@@ -132,17 +148,16 @@ class FaceDistiller(BaseModel):
             distiller's checkpoints; the rest of the teacher stays frozen
             and in eval mode. When trainable teacher parameters exist the
             teacher runs with autograd on. Defaults to ().
-        student_cls_samples (int, optional): Compute the student's
-            classification loss (and accuracy) on the first N samples of
-            each batch only; distillation losses still see the whole batch.
-            With ``IdentityBalancedSampler`` set it to ``num_random``: the
-            sampler puts the random part first in every batch (EKD: margin
-            softmax on the random part only). None uses every sample.
-            Defaults to None.
+        student_cls_samples (int, optional): **Deprecated** — set
+            ``cls_loss_on='random_part'`` on ``IdentityBalancedSampler``
+            instead, which flags each sample (``with_cls_loss``). Kept for
+            old configs: flags the first N samples of each batch, an error
+            when the batch also carries flags. Defaults to None.
         save_teacher (bool): Keep teacher weights in checkpoints.
             Defaults to False.
-        eval_teacher (bool): Also evaluate the teacher in the first
-            validation (``teacher/<set>/accuracy``). Defaults to False.
+        eval_teacher (bool): **Removed** — True is an error that names its
+            replacement, ``custom_hooks=[dict(type='TeacherEvalHook')]``.
+            Defaults to False.
         data_preprocessor (dict, optional): Defaults to FaceDataPreprocessor.
     """
 
@@ -200,13 +215,23 @@ class FaceDistiller(BaseModel):
                 p.requires_grad_(True)
         self.teacher.eval()
         self.save_teacher = save_teacher
-        self.eval_teacher = eval_teacher
-        self._teacher_eval_emitted = False
-        self._teacher_eval_done = False
+        if eval_teacher:
+            raise ValueError(
+                'FaceDistiller(eval_teacher=True) was replaced by a hook: '
+                "remove `model.eval_teacher` and add `custom_hooks=[dict("
+                "type='TeacherEvalHook')]` to the config (it evaluates the "
+                'teacher in the first validation, as eval_teacher did).')
+        # teacher embeddings in predict(); driven by TeacherEvalHook
+        self.predict_teacher = False
         self.student_loss_weight = student_loss_weight
-        if student_cls_samples is not None and student_cls_samples < 1:
-            raise ValueError('student_cls_samples must be None or >= 1, got '
-                             f'{student_cls_samples}')
+        if student_cls_samples is not None:
+            if student_cls_samples < 1:
+                raise ValueError('student_cls_samples must be None or >= 1, '
+                                 f'got {student_cls_samples}')
+            MMLogger.get_current_instance().warning(
+                'FaceDistiller(student_cls_samples) is deprecated: set '
+                "`cls_loss_on='random_part'` on the IdentityBalancedSampler "
+                'instead (it flags each sample `with_cls_loss`).')
         self.student_cls_samples = student_cls_samples
         # scale of all distillation terms, driven by DistillWarmupHook
         self.distill_weight_scale = 1.0
@@ -299,8 +324,6 @@ class FaceDistiller(BaseModel):
     def train(self, mode: bool = True) -> 'FaceDistiller':
         super().train(mode)
         self.teacher.eval()
-        if mode and self._teacher_eval_emitted:
-            self._teacher_eval_done = True
         return self
 
     # ---------------------------------------------------------------- forward
@@ -321,39 +344,59 @@ class FaceDistiller(BaseModel):
             needed |= set(mapping.values())
         return needed
 
-    def _cls_part(self, s_out: Dict[str, torch.Tensor], gt: torch.Tensor
-                  ) -> Tuple[Dict[str, torch.Tensor], torch.Tensor]:
-        """Logits and labels the student's classification loss sees."""
+    def _legacy_cls_flags(self, data_samples: List) -> List:
+        """Deprecated ``student_cls_samples=N``: flag the first N samples."""
         n = self.student_cls_samples
         if n is None:
-            return s_out, gt
-        if gt.numel() < n:
+            return data_samples
+        if len(data_samples) < n:
             raise ValueError(
                 f'student_cls_samples={n}, but the batch has only '
-                f'{gt.numel()} samples; it must equal the sampler\'s '
-                'num_random (IdentityBalancedSampler puts the random part '
-                'first in each batch).')
-        return {k: v[:n] for k, v in s_out.items()}, gt[:n]
+                f'{len(data_samples)} samples; it must equal the sampler\'s '
+                "num_random (better: drop it and set cls_loss_on='random_part'"
+                ' on the IdentityBalancedSampler).')
+        if cls_loss_mask(data_samples, torch.device('cpu')) is not None:
+            raise ValueError(
+                'student_cls_samples is set, but the batch already flags its '
+                'samples (with_cls_loss, IdentityBalancedSampler cls_loss_on'
+                "='random_part'); remove model.student_cls_samples.")
+        flagged = []
+        for i, ds in enumerate(data_samples):
+            ds = ds.clone()
+            ds.set_metainfo(dict(with_cls_loss=i < n))
+            flagged.append(ds)
+        return flagged
 
-    def loss(self, inputs: torch.Tensor,
-             data_samples: List) -> Dict[str, torch.Tensor]:
+    def network_outputs(self, inputs: torch.Tensor, data_samples: List
+                        ) -> Tuple[Dict[str, torch.Tensor],
+                                   Dict[str, torch.Tensor]]:
+        """Run both networks; return the student's own losses and the named
+        inputs of the connectors/losses (``student.*``, ``teacher.*``,
+        ``gt_label``, ``recorder.*``; not ``connector.*``).
+
+        Call it inside ``with self.recorders:`` for ``recorder.*`` values
+        (:meth:`loss` does).
+        """
+        data_samples = self._legacy_cls_flags(data_samples)
         gt = stack_gt_labels(data_samples, inputs.device)
-        needed = self._needed()
-        for rec in self.recorders.values():
-            rec.reset()
         s_emb = self.student.extract_feat(inputs)
-        s_out = self.student.head.get_logits(s_emb, gt)
-        cls_out, cls_gt = self._cls_part(s_out, gt)
+        s_losses, s_out = self.student.loss_by_embedding(s_emb, data_samples)
         losses = {f'student.{k}': (v * self.student_loss_weight
                                    if k.startswith('loss') else v)
-                  for k, v in self.student.head.loss_by_logits(
-                      cls_out, cls_gt).items()}
+                  for k, v in s_losses.items()}
         values = {'gt_label': gt, 'student.embedding': s_emb,
                   'student.logits': s_out['logits'],
                   'student.margin_logits': s_out['margin_logits']}
-        values.update(self._teacher_forward(inputs, gt, needed))
+        values.update(self._teacher_forward(inputs, gt, self._needed()))
         for name, rec in self.recorders.items():
             values[f'recorder.{name}'] = rec.data
+        return losses, values
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List) -> Dict[str, torch.Tensor]:
+        # record only in this block; the records are dropped on exit
+        with self.recorders:
+            losses, values = self.network_outputs(inputs, data_samples)
         for name, conn in self.connectors.items():
             values[f'connector.{name}'] = conn(values[self.connector_inputs[name]])
 
@@ -381,7 +424,7 @@ class FaceDistiller(BaseModel):
         t_emb = self.teacher.extract_feat(inputs)
         out = {'teacher.embedding': t_emb}
         if needed & {'teacher.logits', 'teacher.margin_logits'}:
-            t_out = self.teacher.head.get_logits(t_emb, gt)
+            t_out = self.teacher.get_logits(t_emb, gt)
             out['teacher.logits'] = t_out['logits']
             out['teacher.margin_logits'] = t_out['margin_logits']
         return out
@@ -409,7 +452,7 @@ class FaceDistiller(BaseModel):
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
         samples = self.student.predict(inputs, data_samples)
-        if self.eval_teacher and not self._teacher_eval_done:
+        if self.predict_teacher:
             if self._teacher_prompted():
                 with self.teacher.backbone.without_prompts():
                     t_emb, t_norm = self.teacher.embed(inputs)
@@ -420,5 +463,4 @@ class FaceDistiller(BaseModel):
                              field_type='data')
                 ds.set_field(n.float().cpu(), 'teacher_xnorm',
                              field_type='data')
-            self._teacher_eval_emitted = True
         return samples

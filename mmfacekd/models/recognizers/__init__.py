@@ -1,3 +1,3 @@
-from .face_recognizer import FaceRecognizer
+from .face_recognizer import FaceRecognizer, cls_loss_mask
 
-__all__ = ['FaceRecognizer']
+__all__ = ['FaceRecognizer', 'cls_loss_mask']

@@ -1,11 +1,27 @@
 """FaceRecognizer: backbone (+ neck) → embedding → margin head."""
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModel
 
 from mmfacekd.registry import MODELS
 from ..data_preprocessors import build_face_data_preprocessor
+from ..heads.margin_head import stack_gt_labels
+
+
+def cls_loss_mask(data_samples: Sequence, device: torch.device
+                  ) -> Optional[torch.Tensor]:
+    """(N,) bool mask of the samples that get the classification loss.
+
+    Reads each data sample's ``with_cls_loss`` metainfo flag (set by
+    :class:`IdentityBalancedSampler` with ``cls_loss_on='random_part'`` and
+    packed by :class:`PackFaceInputs`); a sample without the flag gets the
+    loss. Returns None when every sample gets it (nothing to select).
+    """
+    flags = [bool(ds.get('with_cls_loss', True)) for ds in data_samples]
+    if all(flags):
+        return None
+    return torch.tensor(flags, dtype=torch.bool, device=device)
 
 
 @MODELS.register_module()
@@ -14,7 +30,9 @@ class FaceRecognizer(BaseModel):
 
     Modes of :meth:`forward`:
       * ``'loss'`` — margin-softmax loss of the head (``loss_cls``) and the
-        top-1 training accuracy;
+        top-1 training accuracy, over the samples whose ``with_cls_loss``
+        flag is True (all samples without the flag), see
+        :meth:`loss_by_embedding`;
       * ``'predict'`` — embeddings (image + horizontal flip summed when
         ``test_cfg.flip`` is True, the verification protocol) written to each
         data sample as ``pred_embedding`` together with ``xnorm`` (mean
@@ -75,12 +93,63 @@ class FaceRecognizer(BaseModel):
             return self.extract_feat(inputs)
         raise RuntimeError(f'Invalid mode "{mode}"; use loss, predict or tensor.')
 
+    def _require_head(self, what: str) -> None:
+        if self.head is None:
+            raise RuntimeError(f'FaceRecognizer without a head cannot compute '
+                               f'{what}; add `head=dict(...)`.')
+
+    def get_logits(self, embedding: torch.Tensor,
+                   gt_label: Optional[torch.Tensor] = None
+                   ) -> Dict[str, torch.Tensor]:
+        """The head's ``logits`` (s·cos θ) and, with labels, ``margin_logits``
+        for every sample of ``embedding``."""
+        self._require_head('logits')
+        return self.head.get_logits(embedding, gt_label)
+
+    def loss_by_embedding(self, embedding: torch.Tensor, data_samples: List
+                          ) -> Tuple[Dict[str, torch.Tensor],
+                                     Dict[str, torch.Tensor]]:
+        """Classification loss of ``embedding`` and the logits it came from.
+
+        The one place where a recognizer's own loss is computed: used by
+        :meth:`loss` and by :class:`FaceDistiller` for its student. The
+        logits cover the whole batch; the loss (``loss_cls``, ``accuracy``)
+        only the samples flagged ``with_cls_loss`` (see
+        :func:`cls_loss_mask`):
+
+        .. math::
+            \\mathcal{L}_{cls} = \\frac{1}{|F|} \\sum_{i \\in F}
+            \\mathrm{CE}(s \\cdot \\cos\\theta'_i, y_i)
+
+        with F the flagged samples; ``loss_cls`` is 0 (with a graph) when a
+        batch has none.
+
+        Args:
+            embedding (Tensor): (N, D) un-normalized embeddings.
+            data_samples (list): N data samples with ``gt_label``.
+
+        Returns:
+            tuple(dict, dict): ``(losses, logits)`` with
+            ``losses = dict(loss_cls, accuracy)`` and
+            ``logits = dict(logits, margin_logits)``, each (N, C).
+        """
+        self._require_head('a training loss')
+        gt = stack_gt_labels(data_samples, embedding.device)
+        logits = self.head.get_logits(embedding, gt)
+        mask = cls_loss_mask(data_samples, embedding.device)
+        if mask is None:
+            return self.head.loss_by_logits(logits, gt), logits
+        if not mask.any():
+            zero = logits['margin_logits'].sum() * 0
+            return dict(loss_cls=zero, accuracy=zero.detach()), logits
+        losses = self.head.loss_by_logits(
+            {k: v[mask] for k, v in logits.items()}, gt[mask])
+        return losses, logits
+
     def loss(self, inputs: torch.Tensor,
              data_samples: List) -> Dict[str, torch.Tensor]:
-        if self.head is None:
-            raise RuntimeError('FaceRecognizer without a head cannot compute '
-                               'a training loss; add `head=dict(...)`.')
-        return self.head.loss(self.extract_feat(inputs), data_samples)
+        return self.loss_by_embedding(self.extract_feat(inputs),
+                                      data_samples)[0]
 
     def embed(self, inputs: torch.Tensor):
         """Return ``(embedding, xnorm)`` following the verification protocol.

@@ -1,8 +1,13 @@
 """FaceDistiller wiring: frozen teacher, strict loading, input validation,
-recorders, loss namespacing, state dict and optimizer contents."""
+recorders (active in loss() only), per-sample classification flags, teacher
+evaluation, loss namespacing, state dict and optimizer contents."""
+import gc
+import weakref
+
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
@@ -154,8 +159,9 @@ def test_recorder_survives_inplace_residual(teacher_ckpt):
         t_bn3=dict(source='teacher.backbone.layer1.0.bn3'),
         s_stage=dict(source='student.backbone.layers.3')))
     x, samples = batch()
-    model.loss(x, samples)
-    recorded = model.recorders['t_bn3'].data
+    with model.recorders:
+        _, values = model.network_outputs(x, samples)
+    recorded = values['recorder.t_bn3']
     # recompute bn3's output of the first block by hand: it must not include
     # the residual that IBasicBlock adds in place afterwards
     bb = ref_teacher.eval().backbone
@@ -164,22 +170,149 @@ def test_recorder_survives_inplace_residual(teacher_ckpt):
         blk = bb.layer1[0]
         expected = blk.bn3(blk.conv2(blk.prelu(blk.bn2(blk.conv1(blk.bn1(h))))))
     assert torch.allclose(recorded, expected, atol=1e-5)
-    assert model.recorders['s_stage'].data.requires_grad
+    assert values['recorder.s_stage'].requires_grad
     with pytest.raises(KeyError, match='no module named'):
         distiller(path, recorders=dict(bad=dict(source='student.backbone.nope')))
 
 
-def test_predict_student_and_teacher_once(teacher_ckpt):
+class _Spy(nn.Module):
+    """A distill loss that keeps a weak reference to what it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def forward(self, feat):
+        self.refs.append(weakref.ref(feat))
+        return feat.pow(2).mean()
+
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_recorders_active_only_inside_loss(teacher_ckpt):
     path, _ = teacher_ckpt
-    model = distiller(path, eval_teacher=True).eval()
+    model = distiller(path, recorders=dict(
+        t1=dict(source='teacher.backbone.layer1'),
+        s3=dict(source='student.backbone.layers.3')),
+        distill_losses=dict(spy=dict(type=_Spy, inputs=dict(
+            feat='recorder.s3'))))
+    recs = model.recorders
+    assert _hooks(model) == 0 and not recs.active
+    x, samples = batch()
+    calls = []
+
+    def counting(orig):
+        def hook(*args):
+            calls.append(1)
+            orig(*args)
+        return hook
+
+    for name in recs:
+        recs[name]._hook = counting(recs[name]._hook)
+    losses = model.loss(x, samples)
+    assert len(calls) == 2  # each recorded module ran once, inside loss()
+    # after loss(): no hook, nothing held by the recorders
+    assert _hooks(model) == 0 and not recs.active
+    assert all(recs[n].data is None for n in recs)
+    # the recorded tensor lives only as long as the losses' graph
+    ref = model.distill_losses.spy.refs[-1]
+    assert ref() is not None
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    del losses
+    gc.collect()
+    assert ref() is None
+    # predict / tensor modes record nothing and clone nothing
+    model.eval()
+    model.predict(x, [DataSample() for _ in range(4)])
+    model(x, mode='tensor')
+    assert len(calls) == 2 and all(recs[n].data is None for n in recs)
+    # an exception inside the block still removes the hooks
+    with pytest.raises(ZeroDivisionError):
+        with recs:
+            assert _hooks(model) == 2
+            1 / 0
+    assert _hooks(model) == 0 and not recs.active
+    with recs, pytest.raises(RuntimeError, match='do not nest'):
+        with recs:
+            pass
+
+
+def _hand_cls(model, x, samples, flags):
+    """CE of the student's margin logits and accuracy over flagged rows."""
+    head = model.student.head
+    gt = torch.tensor([s.gt_label.item() for s in samples])
+    with torch.no_grad():
+        cos = F.linear(F.normalize(model.student.extract_feat(x)),
+                       F.normalize(head.weight))
+    rows = [i for i, f in enumerate(flags) if f]
+    ce, correct = [], []
+    for i in rows:
+        logit = head.s * cos[i].clone()
+        y = gt[i].item()
+        theta = torch.acos(cos[i, y].clamp(-1 + 1e-7, 1 - 1e-7))
+        logit[y] = head.s * torch.cos(theta + head.m2)
+        ce.append(-torch.log_softmax(logit, 0)[y])
+        correct.append(float((head.s * cos[i]).argmax().item() == y))
+    return torch.stack(ce).mean(), torch.tensor(sum(correct) / len(rows))
+
+
+def test_cls_loss_on_flagged_samples_only(teacher_ckpt):
+    path, _ = teacher_ckpt
+    model = distiller(path).eval()  # eval: per-sample BN, batch-independent
+    x, samples = batch(6)
+    flags = [True, False, True, False, False, True]
+    for s, f in zip(samples, flags):
+        s.set_metainfo(dict(with_cls_loss=f))
+    losses = model.loss(x, samples)
+    loss, acc = _hand_cls(model, x, samples, flags)
+    torch.testing.assert_close(losses['student.loss_cls'], loss)
+    torch.testing.assert_close(losses['student.accuracy'], acc)
+    # distillation still sees the whole batch (KD over all 6 samples)
+    with torch.no_grad():
+        t = model.teacher.get_logits(model.teacher.extract_feat(x))['logits']
+        s = model.student.get_logits(model.student.extract_feat(x))['logits']
+    kd = F.kl_div(torch.log_softmax(s / 4, 1), torch.softmax(t / 4, 1),
+                  reduction='batchmean') * 16
+    torch.testing.assert_close(losses['distill.loss_kd'], kd, rtol=1e-4,
+                               atol=1e-6)
+    # the same flags through FaceRecognizer.loss: the same shared method
+    torch.testing.assert_close(
+        model.student.loss(x, samples)['loss_cls'], loss)
+    # no flag == all flagged
+    plain = model.loss(x, batch(6)[1])
+    all_loss, _ = _hand_cls(model, x, samples, [True] * 6)
+    torch.testing.assert_close(plain['student.loss_cls'], all_loss)
+
+
+def test_deprecated_student_cls_samples(teacher_ckpt):
+    path, _ = teacher_ckpt
+    model = distiller(path, student_cls_samples=2).eval()
+    x, samples = batch(5)
+    losses = model.loss(x, samples)
+    loss, _ = _hand_cls(model, x, samples, [True, True, False, False, False])
+    torch.testing.assert_close(losses['student.loss_cls'], loss)
+    assert 'with_cls_loss' not in samples[0]  # the caller's samples untouched
+    samples[3].set_metainfo(dict(with_cls_loss=False))
+    with pytest.raises(ValueError, match='already flags'):
+        model.loss(x, samples)
+
+
+def test_predict_teacher_flag_and_removed_eval_teacher(teacher_ckpt):
+    path, _ = teacher_ckpt
+    with pytest.raises(ValueError, match="type='TeacherEvalHook'"):
+        distiller(path, eval_teacher=True)
+    model = distiller(path).eval()
     x, samples = batch()
     out = model.predict(x, samples)
     assert out[0].pred_embedding.shape == (16, )
-    assert 'teacher_embedding' in out[0]
-    model.train()
-    model.eval()
-    out = model.predict(x, [DataSample() for _ in range(4)])
     assert 'teacher_embedding' not in out[0]
+    model.predict_teacher = True  # what TeacherEvalHook sets
+    out = model.predict(x, [DataSample() for _ in range(4)])
+    emb, xnorm = model.teacher.embed(x)
+    torch.testing.assert_close(out[1].teacher_embedding, emb[1])
+    torch.testing.assert_close(out[1].teacher_xnorm, xnorm[1])
 
 
 def test_connector_is_trainable_and_saved(teacher_ckpt):

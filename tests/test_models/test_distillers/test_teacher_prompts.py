@@ -95,6 +95,9 @@ def test_teacher_outputs_are_the_pretrained_prediction(plain_teacher_ckpt):
     orig = model.distill_losses.kd.forward
     model.distill_losses.kd.forward = lambda **kw: (
         seen.update(kw), orig(**kw))[1]
+    orig_feat = model.distill_losses.feat.forward
+    model.distill_losses.feat.forward = lambda **kw: (
+        seen.update(kw), orig_feat(**kw))[1]
     with torch.no_grad():
         model(**data, mode='loss')
         ref_emb = plain.eval().extract_feat(data['inputs'])
@@ -102,8 +105,9 @@ def test_teacher_outputs_are_the_pretrained_prediction(plain_teacher_ckpt):
         ref_logits = plain.head.get_logits(ref_emb, gt)['logits']
     # KD reads the teacher's logits WITHOUT prompts: the plain teacher's
     assert torch.equal(seen['teacher_logits'], ref_logits)
-    # while the recorder holds the prompted tokens (16 patches + 2 prompts)
-    assert model.recorders['t_tok'].data.shape == (4, 18, 32)
+    # while the recorder gave the prompted tokens (16 patches + 2 prompts)
+    assert seen['teacher_feat'].shape == (4, 18, 32)
+    assert model.recorders['t_tok'].data is None  # released after loss()
 
 
 def test_prompts_saved_and_restored(plain_teacher_ckpt):

@@ -1,0 +1,89 @@
+"""FaceDistributedDataParallel on CPU: 2 real gloo processes. device_ids is
+dropped for a CPU module, and the gradients (and the SGD step) are the
+average of the ranks' gradients, as computed by hand."""
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper
+
+W0 = torch.tensor([[0.5, -1.0, 2.0]])
+LR = 0.1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _inputs(rank: int) -> torch.Tensor:
+    """Rank-specific batches of different contents (2 rows, 3 features)."""
+    return torch.arange(6, dtype=torch.float32).reshape(2, 3) * (rank + 1) \
+        - rank
+
+
+class Linear(BaseModel):
+    """loss = sum((x @ w^T)^2) / 2  ->  dL/dw = sum_i (x_i . w) x_i."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(W0)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        out = self.fc(inputs)
+        if mode == 'loss':
+            return dict(loss=out.pow(2).sum() / 2)
+        return out
+
+
+def _hand_grad(rank: int) -> torch.Tensor:
+    x = _inputs(rank)
+    return ((x @ W0.t()) * x).sum(0, keepdim=True)
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        from mmfacekd.engine.wrappers import FaceDistributedDataParallel
+        # what MMEngine's Runner passes: device_ids=[LOCAL_RANK]
+        ddp = FaceDistributedDataParallel(
+            module=Linear(), device_ids=[rank], output_device=rank,
+            broadcast_buffers=False)
+        res = dict(device_ids=ddp.device_ids,
+                   output_device=ddp.output_device)
+        loss = ddp(_inputs(rank), mode='loss')['loss']
+        loss.backward()
+        res['grad'] = ddp.module.fc.weight.grad.clone()
+        ddp.module.fc.weight.grad = None
+        # MMEngine's train_step through the wrapper: one averaged SGD step
+        wrapper = OptimWrapper(torch.optim.SGD(ddp.parameters(), lr=LR))
+        log = ddp.train_step(dict(inputs=_inputs(rank)), wrapper)
+        res['loss'] = log['loss'].detach()
+        res['weight'] = ddp.module.fc.weight.detach().clone()
+        torch.save(res, os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cpu_ddp_averages_gradients_and_drops_device_ids(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    avg = (_hand_grad(0) + _hand_grad(1)) / 2
+    assert not torch.allclose(_hand_grad(0), _hand_grad(1))  # a real average
+    for rank in (0, 1):
+        r = torch.load(tmp_path / f'rank{rank}.pth')
+        assert r['device_ids'] is None and r['output_device'] is None
+        torch.testing.assert_close(r['grad'], avg)
+        torch.testing.assert_close(r['weight'], W0 - LR * avg)
+        # the logged loss is the rank's own
+        x = _inputs(rank)
+        torch.testing.assert_close(r['loss'],
+                                   (x @ W0.t()).pow(2).sum() / 2)
