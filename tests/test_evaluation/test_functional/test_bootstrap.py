@@ -108,11 +108,35 @@ def test_tpr_fast_path_equals_roc_curve_on_each_resample():
     exact = tpr_at_fpr_replicates(s, lab, fprs, 30, seed=1, name='ijbc',
                                   exact=True)
     np.testing.assert_array_equal(fast, exact)
-    # ties across classes take the exact path: still equal
+    # ties across classes: still equal
     s2 = np.round(s, 0)
     np.testing.assert_array_equal(
         tpr_at_fpr_replicates(s2, lab, fprs, 10, seed=1),
         tpr_at_fpr_replicates(s2, lab, fprs, 10, seed=1, exact=True))
+
+
+def test_tpr_fast_path_equals_exact_where_dropping_matters():
+    """The hand-built case where drop_intermediate changes the TPR (no score
+    shared across classes) and random heavily tied cases: every replicate
+    of the default path equals roc_curve + tpr_at_fpr on the resample."""
+    scores = np.r_[10.0, 9, 8, 7, 6, np.full(97, 1.0), np.full(8, 0.5)]
+    labels = np.r_[1, 0, 0, 0, 1, np.zeros(97), np.ones(8)].astype(int)
+    fprs = (0.01, 0.02, 0.03, 0.5)
+    np.testing.assert_array_equal(
+        tpr_at_fpr_replicates(scores, labels, fprs, 200, seed=0),
+        tpr_at_fpr_replicates(scores, labels, fprs, 200, seed=0, exact=True))
+    rng = np.random.default_rng(5)
+    for case in range(40):
+        n = int(rng.integers(20, 300))
+        lab = rng.random(n) < rng.uniform(0.1, 0.6)
+        lab[:2] = [True, False]
+        levels = int(rng.integers(2, 12))
+        s = np.round(rng.normal(1.5 * lab, 1.0) * levels / 4) / levels
+        fprs = tuple(rng.uniform(0, 0.6, 3))
+        np.testing.assert_array_equal(
+            tpr_at_fpr_replicates(s, lab.astype(int), fprs, 20, seed=case),
+            tpr_at_fpr_replicates(s, lab.astype(int), fprs, 20, seed=case,
+                                  exact=True))
 
 
 def test_identification_tpr_replicates_by_brute_force():
