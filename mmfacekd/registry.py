@@ -12,8 +12,9 @@ from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import \
-    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import (
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+)
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
@@ -29,13 +30,18 @@ __all__ = [
     'VISBACKENDS'
 ]
 
-MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmfacekd.models'])
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, locations=['mmfacekd.models'])
 MODEL_WRAPPERS = Registry(
-    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, locations=['mmfacekd.engine'])
+    'model_wrapper',
+    parent=MMENGINE_MODEL_WRAPPERS,
+    locations=['mmfacekd.engine'])
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, locations=['mmfacekd.datasets'])
 DATA_SAMPLERS = Registry(
-    'data sampler', parent=MMENGINE_DATA_SAMPLERS, locations=['mmfacekd.datasets'])
+    'data sampler',
+    parent=MMENGINE_DATA_SAMPLERS,
+    locations=['mmfacekd.datasets'])
 TRANSFORMS = Registry(
     'transform', parent=MMENGINE_TRANSFORMS, locations=['mmfacekd.datasets'])
 METRICS = Registry(
@@ -47,7 +53,9 @@ LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmfacekd.engine'])
 OPTIMIZERS = Registry(
     'optimizer', parent=MMENGINE_OPTIMIZERS, locations=['mmfacekd.engine'])
 OPTIM_WRAPPERS = Registry(
-    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, locations=['mmfacekd.engine'])
+    'optim_wrapper',
+    parent=MMENGINE_OPTIM_WRAPPERS,
+    locations=['mmfacekd.engine'])
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,

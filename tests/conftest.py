@@ -24,7 +24,9 @@ TINY_IDS = 12
 def tiny_synth(tmp_path_factory):
     """A tiny synthetic set in the real formats (RecordIO + .bin)."""
     from mmfacekd.datasets.synthetic.synthetic_set import (
-        PairSetSpec, make_synthetic_faces)
+        PairSetSpec,
+        make_synthetic_faces,
+    )
     out = str(tmp_path_factory.mktemp('synthetic'))
     make_synthetic_faces(
         out, num_ids=TINY_IDS, min_imgs=4, max_imgs=6,

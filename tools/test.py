@@ -21,15 +21,19 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from mmfacekd.evaluation import write_summary
-from mmfacekd.utils import (init_cpu_dist_if_needed, register_all_modules,
-                            register_safe_globals)
+from mmfacekd.utils import (
+    init_cpu_dist_if_needed,
+    register_all_modules,
+    register_safe_globals,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the dir to save evaluation results')
+    parser.add_argument('--work-dir',
+                        help='the dir to save evaluation results')
     parser.add_argument('--out', help='JSON file for the metrics (default: '
                         '<work_dir>/eval_<time>.json)')
     parser.add_argument('--amp', action='store_true', help='test under AMP')

@@ -6,8 +6,11 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from mmfacekd.utils import (init_cpu_dist_if_needed, register_all_modules,
-                            register_safe_globals)
+from mmfacekd.utils import (
+    init_cpu_dist_if_needed,
+    register_all_modules,
+    register_safe_globals,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -21,7 +24,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true',
                         help='enable automatic mixed precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate with the total batch size')
+                        help='scale the learning rate with the total '
+                        'batch size')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
     parser.add_argument(

@@ -7,6 +7,9 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
                     save_best='mean/accuracy', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    # weights_only checkpoint loading/saving for Runners built from Python
+    # (the tools also call mmfacekd.utils.register_safe_globals themselves)
+    safe_checkpoint=dict(type='SafeCheckpointHook'),
 )
 
 env_cfg = dict(
@@ -17,7 +20,8 @@ env_cfg = dict(
 
 # Works on GPUs (as MMDistributedDataParallel) and on CPU with gloo.
 model_wrapper_cfg = dict(
-    type='mmfacekd.FaceDistributedDataParallel',  # scoped: looked up in MMEngine's root registry
+    # scoped: looked up in MMEngine's root registry
+    type='mmfacekd.FaceDistributedDataParallel',
     broadcast_buffers=False,
     find_unused_parameters=False)
 

@@ -9,8 +9,9 @@ _base_ = [
     './_distill_r18_mbf_synth.py', '../_base_/losses/ekd.py',
     '../_base_/samplers/pk_sampler.py'
 ]
-model = dict(
-    # classification loss on the random part (first 32 samples) only
-    student_cls_samples={{_base_.num_random}},
-    distill_losses=dict(ekd={{_base_.ekd_loss}}))
-train_dataloader = {{_base_.pk_train_dataloader}}
+model = dict(distill_losses=dict(ekd={{_base_.ekd_loss}}))
+# classification loss on the random part (32 samples) only: the sampler
+# flags each sample (with_cls_loss)
+train_dataloader = dict(
+    _base_.pk_train_dataloader,
+    sampler=dict(_base_.pk_sampler, cls_loss_on='random_part'))

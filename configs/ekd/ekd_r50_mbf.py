@@ -5,7 +5,7 @@
 # the setting of gkd_r50_mbf.py; everything else is inherited):
 #   * loss: margin-softmax CE + 1.0 x EKD on all-gathered embeddings;
 #   * student head: ArcFace s=64, m=0.4 (EKD paper), CE on the random part of
-#     each batch only (`student_cls_samples`);
+#     each batch only (`cls_loss_on='random_part'` on the sampler);
 #   * batches: 32 random images + 8 identities x 4 images per GPU;
 #   * lr steps at epochs 10/18/22 (26 epochs, SGD lr 0.1 as the base).
 _base_ = [
@@ -15,8 +15,6 @@ _base_ = [
 ]
 model = dict(
     student=dict(head=dict(m=0.4)),
-    # the sampler puts the random part first in every batch
-    student_cls_samples={{_base_.num_random}},
     distill_losses=dict(
         ekd=dict(_base_.ekd_loss,
                  fprs=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6), momentum=0.01,
@@ -26,7 +24,9 @@ train_dataloader = dict(
     _base_.pk_train_dataloader,  # 64 per GPU
     sampler=dict(_base_.pk_sampler, small_ids='repeat',
                  # an epoch = the random parts cover MS1MV2 once (all GPUs)
-                 epoch_length='random_part'))
+                 epoch_length='random_part',
+                 # each sample carries with_cls_loss: True on the random part
+                 cls_loss_on='random_part'))
 
 # EKD's schedule: lr ÷10 at epochs 10, 18 and 22 (sgd_26e.py steps at 24);
 # the one-epoch linear warm-up of sgd_26e.py is kept.

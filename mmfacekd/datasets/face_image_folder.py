@@ -33,8 +33,8 @@ class FaceImageFolder(BaseDataset):
     def load_data_list(self) -> List[dict]:
         if not osp.isdir(self.data_root):
             raise FileNotFoundError(
-                f'FaceImageFolder root {self.data_root} does not exist; it must '
-                'hold one sub-folder of images per identity.')
+                f'FaceImageFolder root {self.data_root} does not exist; it '
+                'must hold one sub-folder of images per identity.')
         identities = sorted(d.name for d in os.scandir(self.data_root)
                             if d.is_dir())
         data_list = []

@@ -7,6 +7,7 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
+
 from .face_image_folder import IMG_EXTENSIONS
 from .transforms.loading import decode_face_image
 

@@ -17,8 +17,10 @@ class IJBDataset(BaseDataset):
     Layout (insightface's ``IJB_release`` bundle, FORMATS.md §3)::
 
         <data_root>/loose_crop/<image>.jpg
-        <data_root>/meta/<name>_name_5pts_score.txt  # image x1 y1 .. x5 y5 score
-        <data_root>/meta/<name>_face_tid_mid.txt     # image template_id media_id
+        <data_root>/meta/<name>_name_5pts_score.txt
+            # image x1 y1 .. x5 y5 score
+        <data_root>/meta/<name>_face_tid_mid.txt
+            # image template_id media_id
         <data_root>/meta/<name>_template_pair_label.txt  # t1 t2 label
 
     The two per-image files must list the same images in the same order;

@@ -1,11 +1,12 @@
 """insightface MXNet RecordIO training set (``train.rec``/``train.idx``)."""
 import os.path as osp
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
+
 from .recordio import IndexedRecordReader, RecordIOError, unpack_record
 
 
@@ -17,8 +18,9 @@ def read_property(path: str) -> Optional[int]:
     try:
         return int(text.split(',')[0])
     except ValueError:
-        raise RecordIOError(f'{path}: expected "num_classes,height,width", got '
-                            f'{text!r}; fix or delete the property file.') from None
+        raise RecordIOError(
+            f'{path}: expected "num_classes,height,width", got '
+            f'{text!r}; fix or delete the property file.') from None
 
 
 @DATASETS.register_module()
@@ -114,9 +116,9 @@ class MXRecordDataset(BaseDataset):
                          and label >= self._num_classes):
             raise RecordIOError(
                 f'{self.rec_path}, record key {key}: label {label} is outside '
-                f'[0, num_classes={self._num_classes}). Set num_classes (config '
-                'or `property` file) to the real identity count, or fix the '
-                'record.')
+                f'[0, num_classes={self._num_classes}). Set num_classes '
+                '(config or `property` file) to the real identity count, or '
+                'fix the record.')
         return dict(img_bytes=img_bytes, gt_label=label, sample_idx=idx,
                     img_source=f'{self.rec_path} record key {key}')
 

@@ -11,7 +11,15 @@ A payload is an ``IRHeader`` (``'<IfQQ'``: flag, label, id, id2), then
 """
 import os
 import struct
-from typing import BinaryIO, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (
+    BinaryIO,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 
@@ -23,7 +31,8 @@ _HEADER_SIZE = struct.calcsize(_HEADER_FMT)
 
 
 class RecordIOError(ValueError):
-    """A malformed ``.rec``/``.idx`` file; the message names file, key and fix."""
+    """A malformed ``.rec``/``.idx`` file; the message names file, key and
+    fix."""
 
 
 class IRHeader(NamedTuple):
@@ -67,7 +76,8 @@ def _encode_lrec(cflag: int, length: int) -> bytes:
 
 
 def encode_record_chunks(payload: bytes) -> bytes:
-    """Frame a payload as it is written to the ``.rec`` file (with splitting)."""
+    """Frame a payload as it is written to the ``.rec`` file (with
+    splitting)."""
     out = []
     start = 0
     aligned_end = (len(payload) // 4) * 4
@@ -113,10 +123,10 @@ def read_index(idx_path: str) -> Dict[int, int]:
     """Parse an ``.idx`` file into ``{key: byte offset}``."""
     if not os.path.isfile(idx_path):
         raise FileNotFoundError(
-            f'RecordIO index {idx_path} not found. Point `data_root`/`idx_file` '
-            'at the folder holding train.rec and train.idx (insightface '
-            'layout), or generate the synthetic set with '
-            'tools/misc/make_synthetic_faces.py.')
+            f'RecordIO index {idx_path} not found. Point '
+            '`data_root`/`idx_file` at the folder holding train.rec and '
+            'train.idx (insightface layout), or generate the synthetic set '
+            'with tools/misc/make_synthetic_faces.py.')
     index: Dict[int, int] = {}
     with open(idx_path) as f:
         for line_no, line in enumerate(f, 1):
@@ -127,9 +137,9 @@ def read_index(idx_path: str) -> Dict[int, int]:
                 key, offset = int(fields[0]), int(fields[1])
             except (ValueError, IndexError):
                 raise RecordIOError(
-                    f'{idx_path}, line {line_no}: expected "<key>\\t<offset>", '
-                    f'got {line.strip()!r}. The index is corrupt; rebuild it '
-                    'from the .rec file.') from None
+                    f'{idx_path}, line {line_no}: expected '
+                    f'"<key>\\t<offset>", got {line.strip()!r}. The index is '
+                    'corrupt; rebuild it from the .rec file.') from None
             index[key] = offset
     return index
 
@@ -188,25 +198,30 @@ class IndexedRecordReader:
         parts = []
         while True:
             head = f.read(8)
-            where = f'{self.rec_path}, record key {key} (offset {self.index[key]})'
+            where = (f'{self.rec_path}, record key {key} '
+                     f'(offset {self.index[key]})')
             if len(head) < 8:
-                raise RecordIOError(f'{where}: unexpected end of file; the .rec '
-                                    'is truncated, re-download it.')
+                raise RecordIOError(
+                    f'{where}: unexpected end of file; the .rec '
+                    'is truncated, re-download it.')
             magic, lrec = struct.unpack('<II', head)
             if magic != MAGIC:
                 raise RecordIOError(
-                    f'{where}: bad magic 0x{magic:08x} (expected 0x{MAGIC:08x}); '
+                    f'{where}: bad magic 0x{magic:08x} '
+                    f'(expected 0x{MAGIC:08x}); '
                     'the .idx does not match the .rec, rebuild the index.')
             cflag, length = lrec >> 29, lrec & _LENGTH_MASK
             data = f.read(length)
             if len(data) < length:
-                raise RecordIOError(f'{where}: record claims {length} bytes but '
-                                    'the file ends first; the .rec is truncated.')
+                raise RecordIOError(
+                    f'{where}: record claims {length} bytes but '
+                    'the file ends first; the .rec is truncated.')
             f.seek(-length % 4, os.SEEK_CUR)
             expected = (0, 1) if not parts else (2, 3)
             if cflag not in expected:
-                raise RecordIOError(f'{where}: continuation flag {cflag} where '
-                                    f'{expected} was expected; the file is corrupt.')
+                raise RecordIOError(
+                    f'{where}: continuation flag {cflag} where '
+                    f'{expected} was expected; the file is corrupt.')
             parts.append(data)
             if cflag in (0, 3):
                 return MAGIC_BYTES.join(parts)

@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
+
 from .transforms.loading import LoadFaceImage
 from .transforms.synthetic_mask import ApplyFaceMask
 
@@ -15,7 +16,8 @@ MASK_SUFFIXES = {'M-M': '_mm', 'M-N': '_mn'}
 
 
 def load_verification_bin(path: str):
-    """Load ``(bins, issame_list)`` from a ``.bin`` file, validating its shape."""
+    """Load ``(bins, issame_list)`` from a ``.bin`` file, validating its
+    shape."""
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'Verification set {path} not found. insightface ships lfw.bin, '
@@ -32,8 +34,9 @@ def load_verification_bin(path: str):
             f'{e}. Re-download or regenerate the file.') from e
     bins, issame = list(bins), [bool(x) for x in issame]
     if len(bins) != 2 * len(issame):
-        raise ValueError(f'{path}: {len(bins)} images for {len(issame)} pairs; '
-                         'a .bin must hold exactly 2 images per pair.')
+        raise ValueError(
+            f'{path}: {len(bins)} images for {len(issame)} pairs; '
+            'a .bin must hold exactly 2 images per pair.')
     return bins, issame
 
 

@@ -51,13 +51,15 @@ def _numpy_safe_types() -> List[object]:
 
 
 def safe_globals() -> List[object]:
-    """Return the allow-list of non-tensor types found in MMEngine checkpoints."""
+    """Return the allow-list of non-tensor types found in MMEngine
+    checkpoints."""
     from mmengine.logging.history_buffer import HistoryBuffer
     return [HistoryBuffer, *_numpy_safe_types()]
 
 
 def _history_buffer_getstate(self) -> dict:
-    """Pickle a HistoryBuffer without its (class-level) statistics functions."""
+    """Pickle a HistoryBuffer without its (class-level) statistics
+    functions."""
     state = dict(self.__dict__)
     state.pop('statistics_methods', None)
     return state
@@ -82,7 +84,8 @@ def load_checkpoint_safely(path: str, map_location: Any = 'cpu') -> Any:
     changes.
 
     Args:
-        path (str): The checkpoint file.
+        path (str): The checkpoint file (or a URL / MMEngine prefix, read
+            through MMEngine's ``_load_checkpoint``).
         map_location: As for :func:`torch.load`. Defaults to ``'cpu'``.
 
     Returns:
@@ -93,10 +96,17 @@ def load_checkpoint_safely(path: str, map_location: Any = 'cpu') -> Any:
             MMEngine checkpoint with ``getattr`` references); the message
             names the file and the fix.
     """
+    import os.path as osp
+
+    from mmengine.runner.checkpoint import _load_checkpoint
     try:
         with torch.serialization.safe_globals(safe_globals()):
-            return torch.load(path, map_location=map_location,
-                              weights_only=True)
+            if osp.isfile(path):
+                return torch.load(path, map_location=map_location,
+                                  weights_only=True)
+            # URLs and MMEngine's prefixes (torch.load's default there is
+            # weights_only=True as well, with the same allow-list active)
+            return _load_checkpoint(path, map_location=map_location)
     except Exception as err:  # pickle.UnpicklingError and friends
         if isinstance(err, (FileNotFoundError, IsADirectoryError)):
             raise

@@ -17,12 +17,13 @@ def init_cpu_dist_if_needed(launcher: str, timeout_s: int = 1800) -> bool:
     Returns:
         bool: True if a gloo group was created here.
     """
-    if launcher == 'none' or torch.cuda.is_available() or dist.is_initialized():
+    if (launcher == 'none' or torch.cuda.is_available()
+            or dist.is_initialized()):
         return False
     if launcher != 'pytorch':
         raise RuntimeError(
-            f'CPU distributed runs support launcher "pytorch" (torchrun, as in '
-            f'tools/dist_train.sh), got "{launcher}".')
+            f'CPU distributed runs support launcher "pytorch" (torchrun, as '
+            f'in tools/dist_train.sh), got "{launcher}".')
     import datetime
     dist.init_process_group(
         backend='gloo', init_method='env://',

@@ -3,7 +3,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import all_reduce, get_rank, get_world_size
+from mmengine.dist import all_reduce, get_world_size
 
 
 @torch.no_grad()
@@ -30,7 +30,8 @@ def compute_class_prototypes(model, dataloader, num_classes: int,
         if sums is None:
             sums = torch.zeros(num_classes, emb.shape[1], dtype=torch.float64)
         sums.index_add_(0, labels, emb.cpu())
-        counts.index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64))
+        counts.index_add_(0, labels,
+                          torch.ones(len(labels), dtype=torch.float64))
         if progress is not None:
             progress(len(labels))
     if get_world_size() > 1:

@@ -8,10 +8,16 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmfacekd.datasets import (IndexedRecordReader, IndexedRecordWriter,
-                               IRHeader, MXRecordDataset, RecordIOError,
-                               VerificationBinDataset, pack_record,
-                               unpack_record)
+from mmfacekd.datasets import (
+    IndexedRecordReader,
+    IndexedRecordWriter,
+    IRHeader,
+    MXRecordDataset,
+    RecordIOError,
+    VerificationBinDataset,
+    pack_record,
+    unpack_record,
+)
 from mmfacekd.datasets.transforms import ImageDecodeError
 from mmfacekd.registry import DATASETS
 
@@ -70,7 +76,8 @@ def test_bad_label_and_bad_image(tmp_path):
         w.write(1, pack_record(IRHeader(0, 5.0, 1, 0), png.tobytes()))
         w.write(2, pack_record(IRHeader(0, 0.0, 2, 0), b'not an image'))
     ds = MXRecordDataset(str(tmp_path), num_classes=3, pipeline=PIPE)
-    with pytest.raises(RecordIOError, match='record key 1: label 5 is outside'):
+    with pytest.raises(RecordIOError,
+                       match='record key 1: label 5 is outside'):
         ds[0]
     with pytest.raises(ImageDecodeError, match='train.rec record key 2'):
         ds[1]

@@ -13,12 +13,17 @@ from mmengine.dataset import BaseDataset, pseudo_collate
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
-from conftest import TINY_IDS, tiny_config
-from mmfacekd.datasets import (FaceImageFolder, IdentityBalancedBatchSampler,
-                               IdentityBalancedSampler, MXRecordDataset)
+from mmfacekd.datasets import (
+    FaceImageFolder,
+    IdentityBalancedBatchSampler,
+    IdentityBalancedSampler,
+    MXRecordDataset,
+)
 from mmfacekd.datasets.samplers import SampleIndex, index_meta
 from mmfacekd.datasets.samplers import identity_balanced_sampler as ibs
 from mmfacekd.registry import DATA_SAMPLERS, MODELS
+
+from conftest import TINY_IDS, tiny_config
 
 EKD_DEMO = 'configs/demo/ekd_r18_mbf_synth.py'
 

@@ -5,9 +5,14 @@ import struct
 import numpy as np
 import pytest
 
-from mmfacekd.datasets import (IndexedRecordReader, IndexedRecordWriter,
-                               IRHeader, RecordIOError, pack_record,
-                               unpack_record)
+from mmfacekd.datasets import (
+    IndexedRecordReader,
+    IndexedRecordWriter,
+    IRHeader,
+    RecordIOError,
+    pack_record,
+    unpack_record,
+)
 from mmfacekd.datasets.recordio import encode_record_chunks
 
 MAGIC = 0xced7230a
@@ -24,11 +29,14 @@ def spec_write(path_rec, path_idx, payloads):
             for i in range(0, lower, 4):
                 if data[i:i + 4] == magic:
                     flag = 1 if dptr == 0 else 2
-                    rec.write(struct.pack('<II', MAGIC, (flag << 29) | (i - dptr)))
+                    rec.write(
+                        struct.pack('<II', MAGIC, (flag << 29) | (i - dptr)))
                     rec.write(data[dptr:i])
                     dptr = i + 4
             flag = 3 if dptr else 0
-            rec.write(struct.pack('<II', MAGIC, (flag << 29) | (len(data) - dptr)))
+            rec.write(
+                struct.pack('<II', MAGIC,
+                            (flag << 29) | (len(data) - dptr)))
             rec.write(data[dptr:])
             pad = (4 - len(data) % 4) % 4
             rec.write(b'\x00' * pad)
@@ -101,7 +109,8 @@ def test_bad_magic_names_file_and_key(tmp_path, payloads):
     lines[1] = '1\t' + str(int(lines[1].split('\t')[1]) + 4)
     open(idx, 'w').write('\n'.join(lines) + '\n')
     reader = IndexedRecordReader(idx, rec)
-    with pytest.raises(RecordIOError, match=r'a\.rec, record key 1.*bad magic'):
+    with pytest.raises(RecordIOError,
+                       match=r'a\.rec, record key 1.*bad magic'):
         reader.read(1)
 
 

@@ -3,17 +3,27 @@ import numpy as np
 import pytest
 
 from mmfacekd.datasets import VerificationBinDataset
-from mmfacekd.datasets.synthetic.face_renderer import (render_face,
-                                                       sample_identity,
-                                                       sample_nuisance)
-from mmfacekd.datasets.synthetic.synthetic_set import (PairSetSpec,
-                                                       write_pair_bin)
-from mmfacekd.datasets.transforms import (ApplyFaceMask, LoadFaceImage,
-                                          RandomFaceMask, draw_mask)
-from mmfacekd.datasets.transforms.synthetic_mask import (MASK_SHAPES,
-                                                         MASK_TEXTURES,
-                                                         sample_mask,
-                                                         template_landmarks)
+from mmfacekd.datasets.synthetic.face_renderer import (
+    render_face,
+    sample_identity,
+    sample_nuisance,
+)
+from mmfacekd.datasets.synthetic.synthetic_set import (
+    PairSetSpec,
+    write_pair_bin,
+)
+from mmfacekd.datasets.transforms import (
+    ApplyFaceMask,
+    LoadFaceImage,
+    RandomFaceMask,
+    draw_mask,
+)
+from mmfacekd.datasets.transforms.synthetic_mask import (
+    MASK_SHAPES,
+    MASK_TEXTURES,
+    sample_mask,
+    template_landmarks,
+)
 
 
 def face(seed, difficulty=1.0):

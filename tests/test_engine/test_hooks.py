@@ -14,8 +14,11 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 from torch.utils.data import DataLoader, Dataset
 
-from mmfacekd.engine.hooks import (DistillWarmupHook, EmbeddingProgressHook,
-                                   TeacherEvalHook)
+from mmfacekd.engine.hooks import (
+    DistillWarmupHook,
+    EmbeddingProgressHook,
+    TeacherEvalHook,
+)
 from mmfacekd.registry import HOOKS
 
 

@@ -4,9 +4,12 @@ import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
-from mmfacekd.evaluation.functional import (fpr_key, identification_metrics,
-                                            num_false_accepts_allowed,
-                                            threshold_at_fpr)
+from mmfacekd.evaluation.functional import (
+    fpr_key,
+    identification_metrics,
+    num_false_accepts_allowed,
+    threshold_at_fpr,
+)
 from mmfacekd.evaluation.metrics import IdentificationMetric
 
 

@@ -1,8 +1,12 @@
 """Summary table: the papers' column order, then every other set."""
 import json
 
-from mmfacekd.evaluation import (PAPER_COLUMNS, summary_columns,
-                                 summary_markdown, write_summary)
+from mmfacekd.evaluation import (
+    PAPER_COLUMNS,
+    summary_columns,
+    summary_markdown,
+    write_summary,
+)
 
 
 def test_paper_order_then_extras(tmp_path):

@@ -1,11 +1,14 @@
-"""VerificationMetric vs the LFW protocol written out literally, loop by loop."""
+"""VerificationMetric vs the LFW protocol written out literally, loop by
+loop."""
 import numpy as np
 import pytest
 import torch
 from mmengine.structures import BaseDataElement
 
-from mmfacekd.evaluation import (VerificationMetric, contiguous_folds,
-                                 verification_accuracy)
+from mmfacekd.evaluation import (
+    VerificationMetric,
+    contiguous_folds,
+)
 
 
 def reference_protocol(emb_sum, issame):

@@ -15,7 +15,8 @@ from torch import nn
 
 
 def deterministic_fill_(model: nn.Module) -> None:
-    """Overwrite all ``model.state_dict()`` entries deterministically, in place.
+    """Overwrite all ``model.state_dict()`` entries deterministically, in
+    place.
 
     Entry ``i`` (counting in state_dict order, ``num_batches_tracked`` skipped
     and not counted) uses ``torch.Generator().manual_seed(1000 + i)``. Values

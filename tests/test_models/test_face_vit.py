@@ -74,7 +74,8 @@ def test_token_out_and_group_semantics():
     # prompts of group 0 are dropped at the end of the group: changing them
     # changes the patch tokens but the sequence length stays N + t
     with torch.no_grad():
-        model.prompts[0].mul_(-3.0)  # (a constant shift would vanish in LayerNorm)
+        # (a constant shift would vanish in LayerNorm)
+        model.prompts[0].mul_(-3.0)
         model(x)
     assert seen[-1].shape == (2, 18, 32)
     assert not torch.allclose(seen[-1][:, :16], seen[-2][:, :16])

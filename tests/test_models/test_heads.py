@@ -50,7 +50,8 @@ def test_combined_margin_formula():
 def test_gradient_modes():
     cos = torch.tensor([[0.6, 0.2]], requires_grad=True)
     y = torch.tensor([0])
-    combined_margin_cosine(cos, y, 1.0, 0.5, 0.0, 'straight_through')[0, 0].backward()
+    combined_margin_cosine(cos, y, 1.0, 0.5, 0.0,
+                           'straight_through')[0, 0].backward()
     assert cos.grad[0, 0].item() == pytest.approx(1.0)  # identity gradient
     cos.grad = None
     combined_margin_cosine(cos, y, 1.0, 0.5, 0.0, 'exact')[0, 0].backward()

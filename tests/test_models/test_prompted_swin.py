@@ -9,8 +9,10 @@ from mmengine.registry import init_default_scope
 from mmpretrain.models import SwinTransformer
 
 from mmfacekd.models.backbones import PromptedSwinTransformer
-from mmfacekd.models.backbones.prompted_swin import (prompted_swin_block,
-                                                     prompted_window_msa)
+from mmfacekd.models.backbones.prompted_swin import (
+    prompted_swin_block,
+    prompted_window_msa,
+)
 from mmfacekd.registry import MODELS
 
 # Small Swin: 64x64, patch 2 -> grids 32, 16, 8, 4; window 4 divides all.

@@ -13,8 +13,10 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
-from conftest import ROOT, TINY_IDS, tiny_config
 from mmfacekd.registry import MODELS
+
+from conftest import ROOT, TINY_IDS, tiny_config
+
 
 @pytest.fixture(autouse=True, scope='module')
 def _one_thread():
@@ -214,7 +216,9 @@ def test_cakd_demo_runner(tiny_synth, tmp_path):
     for key in ('student.loss_cls', 'distill.loss_cakd', 'distill.cakd.attn',
                 'distill.cakd.feat'):
         assert key in log, key
-    scalars = [l for l in log.splitlines() if 'distill.loss_cakd' in l]
+    scalars = [
+        line for line in log.splitlines() if 'distill.loss_cakd' in line
+    ]
     assert scalars and 'nan' not in ''.join(scalars).lower()
 
     after = dict(model.named_parameters())

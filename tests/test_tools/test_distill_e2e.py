@@ -44,7 +44,8 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     log = open(runner.logger.log_file).read()
-    for key in ('student.loss_cls', 'distill.loss_gkd', 'distill.gkd.primary_kd',
+    for key in ('student.loss_cls', 'distill.loss_gkd',
+                'distill.gkd.primary_kd',
                 'distill.gkd.binary_kd', 'distill.gkd.k_mean',
                 'distill.gkd.p_phi_t', 'teacher/synth_lfw/accuracy',
                 'synth_lfw/accuracy'):
@@ -100,7 +101,8 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
         for i in range(len(ds)):
             item = ds.prepare_data(i)
             x = runner.model.data_preprocessor(
-                dict(inputs=[item['inputs']], data_samples=[item['data_samples']]))
+                dict(inputs=[item['inputs']],
+                     data_samples=[item['data_samples']]))
             embs.append(F.normalize(teacher.extract_feat(x['inputs'])))
             labels.append(item['data_samples'].gt_label.item())
     embs, labels = torch.cat(embs), torch.tensor(labels)
@@ -114,7 +116,8 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     # teacher's own trained classifier
     assert acc > 0.5 and acc >= head_acc - 0.05, (acc, head_acc)
 
-    # the distiller takes logits from the prototype head (backbone-only teacher)
+    # the distiller takes logits from the prototype head (backbone-only
+    # teacher)
     raw = {k[len('backbone.'):]: v for k, v in torch.load(
         teacher_ckpt, weights_only=True)['state_dict'].items()
         if k.startswith('backbone.')}

@@ -7,7 +7,6 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
 import torch
 from mmengine.runner import Runner
 
@@ -56,9 +55,14 @@ def test_resume_continues_exactly(tiny_synth, tmp_path):
         assert torch.allclose(v.float(), got['state_dict'][k].float(),
                               atol=1e-5), k
     assert got['param_schedulers'] == ref['param_schedulers']
-    mom_ref = [s['momentum_buffer'] for s in ref['optimizer']['state'].values()]
-    mom_got = [s['momentum_buffer'] for s in got['optimizer']['state'].values()]
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mom_ref, mom_got))
+    mom_ref = [
+        s['momentum_buffer'] for s in ref['optimizer']['state'].values()
+    ]
+    mom_got = [
+        s['momentum_buffer'] for s in got['optimizer']['state'].values()
+    ]
+    assert all(
+        torch.allclose(a, b, atol=1e-5) for a, b in zip(mom_ref, mom_got))
 
 
 def _write_cfg(cfg, path):
@@ -84,8 +88,10 @@ def test_cli_train_test_and_dist_train(tiny_synth, tmp_path):
     ckpt = tmp_path / 'dist' / 'epoch_1.pth'
     assert ckpt.is_file()
     # 2 processes × batch 8 split the epoch: half the iterations of 1 process
-    n_images = sum(1 for _ in open(osp.join(tiny_synth, 'train.idx'))) - 1 - TINY_IDS
-    assert torch.load(ckpt, weights_only=True)['meta']['iter'] == n_images // 16
+    n_images = sum(
+        1 for _ in open(osp.join(tiny_synth, 'train.idx'))) - 1 - TINY_IDS
+    assert torch.load(
+        ckpt, weights_only=True)['meta']['iter'] == n_images // 16
 
     out = tmp_path / 'eval.json'
     proc = subprocess.run(

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
 from mmfacekd.utils import load_checkpoint_safely
+
+from conftest import ROOT
 
 
 def test_import_has_no_process_wide_effect():

@@ -1,4 +1,5 @@
-"""RecordIO read + decode throughput vs plain ``cv2.imdecode`` of the same bytes.
+"""RecordIO read + decode throughput vs plain ``cv2.imdecode`` of the same
+bytes.
 
 Measures, on one thread, images/s for
   (a) ``MXRecordDataset`` item loading: seek + read (+ split-record join) +

@@ -98,9 +98,7 @@ def analyze(cfg: Config) -> Dict[str, Dict[str, Optional[int]]]:
         flops=count_flops(_Embed(student), (x, )))
 
     # fill the recorders with one forward of each network
-    for rec in model.recorders.values():
-        rec.reset()
-    with torch.no_grad():
+    with torch.no_grad(), model.recorders:
         values = {'student.embedding': student.extract_feat(x),
                   'teacher.embedding': model.teacher.extract_feat(x)}
         for name, rec in model.recorders.items():

@@ -3,7 +3,7 @@
     # any list of configs, e.g. the MS1MV2 zoo on 8 GPUs
     python tools/analysis/run_comparison.py configs/kd/kd_r50_mbf.py \\
         configs/ekd/ekd_r50_mbf.py configs/gkd/gkd_r50_mbf.py --procs 8 \\
-        --test-config configs/_base_/datasets/paper_suite.py
+        --suite configs/_base_/datasets/paper_suite.py
     # every method at CPU scale on the synthetic demo set
     python tools/analysis/run_comparison.py --preset synthetic
 
@@ -97,6 +97,9 @@ def parse_args() -> argparse.Namespace:
                         help='processes (GPUs) per training job')
     parser.add_argument('--test-config', help='evaluate every checkpoint '
                         'with this config (e.g. the full evaluation suite)')
+    parser.add_argument('--suite', help='evaluate every checkpoint on this '
+                        'suite (tools/test.py --suite), e.g. configs/_base_/'
+                        'datasets/synthetic_masked.py')
     parser.add_argument('--eval-only', action='store_true',
                         help='evaluate existing work dirs, never train')
     parser.add_argument('--retrain', action='store_true',
@@ -242,6 +245,7 @@ def main() -> None:
                 config, work_dir, retrain=args.retrain,
                 train=not args.eval_only, procs=args.procs,
                 train_args=train_args,
+                test_args=['--suite', args.suite] if args.suite else (),
                 test_config=args.test_config, name=label, root=ROOT)
         except (JobFailed, FileNotFoundError) as e:
             if not args.keep_going:

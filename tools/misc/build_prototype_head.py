@@ -10,7 +10,8 @@ Examples:
     python tools/misc/build_prototype_head.py configs/gkd_r50_mbf.py \\
         --out checkpoints/r50_prototype_head.pth
     # an insightface backbone.pth with a plain recognizer config
-    python tools/misc/build_prototype_head.py configs/arcface/arcface_r50_ms1mv2.py \\
+    python tools/misc/build_prototype_head.py \\
+        configs/arcface/arcface_r50_ms1mv2.py \\
         --checkpoint backbone.pth --revise-keys '^=backbone.' --out head.pth
     # 8 GPUs (or N CPU processes):
     torchrun --nproc_per_node 8 tools/misc/build_prototype_head.py CFG \\
@@ -28,10 +29,17 @@ from mmengine.dist import get_dist_info, init_dist, is_main_process
 from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader
 
-from mmfacekd.models.distillers import load_state_dict_strict, revise_state_dict
+from mmfacekd.models.distillers import (
+    load_state_dict_strict,
+    revise_state_dict,
+)
 from mmfacekd.registry import DATASETS, MODELS
-from mmfacekd.utils import (compute_class_prototypes, init_cpu_dist_if_needed,
-                            load_checkpoint_safely, register_all_modules)
+from mmfacekd.utils import (
+    compute_class_prototypes,
+    init_cpu_dist_if_needed,
+    load_checkpoint_safely,
+    register_all_modules,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,7 +99,8 @@ def main() -> None:
         head_cfg or {}).get('num_classes')
     sampler = DefaultSampler(dataset, shuffle=False, round_up=False)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
-                        num_workers=args.num_workers, collate_fn=pseudo_collate)
+                        num_workers=args.num_workers,
+                        collate_fn=pseudo_collate)
     bar = ProgressBar(len(dataset)) if is_main_process() else None
     rank, world = get_dist_info()
 

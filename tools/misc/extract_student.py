@@ -1,4 +1,5 @@
-"""Write a plain student (FaceRecognizer) checkpoint from a distiller checkpoint.
+"""Write a plain student (FaceRecognizer) checkpoint from a distiller
+checkpoint.
 
 The result loads into the student's own recognizer config (e.g.
 configs/arcface/arcface_mbf_ms1mv2.py) with ``tools/test.py`` or ``load_from``;
@@ -16,7 +17,8 @@ from mmfacekd.utils import load_checkpoint_safely
 
 
 def extract_student(src: str, dst: str) -> int:
-    """Copy ``student.*`` weights of ``src`` into ``dst``; return their count."""
+    """Copy ``student.*`` weights of ``src`` into ``dst``; return their
+    count."""
     ckpt = load_checkpoint_safely(src)
     state = ckpt.get('state_dict', ckpt)
     student = {k[len('student.'):]: v for k, v in state.items()

@@ -22,9 +22,6 @@ ijb_datasets = {
                name=name, pipeline=ijb_pipeline)
     for name in ijb_sets
 }
-ijb_evaluators = {
-    name: dict(type='IJBMetric', set_name=name,
-               data_root=f'data/ijb/{name.upper()}',
-               pair_file=f'meta/{name}_template_pair_label.txt')
-    for name in ijb_sets
-}
+# the metric reads the pair file from the IJBDataset
+ijb_evaluators = {name: dict(type='IJBMetric', set_name=name)
+                  for name in ijb_sets}

@@ -1,6 +1,8 @@
 # Every set of GKD Table 5 in one test run:
-#   python tools/test.py CONFIG CKPT --suite configs/_base_/datasets/paper_suite.py
-#   tools/dist_test.sh CONFIG CKPT 8 --suite configs/_base_/datasets/paper_suite.py
+#   python tools/test.py CONFIG CKPT \
+#       --suite configs/_base_/datasets/paper_suite.py
+#   tools/dist_test.sh CONFIG CKPT 8 \
+#       --suite configs/_base_/datasets/paper_suite.py
 # IJB-C, IJB-B (data/ijb/IJBC, data/ijb/IJBB), MegaFace (data/megaface) and
 # the five .bin sets (data/ms1mv2); layouts in ijb.py, megaface.py and
 # verification.py. tools/test.py prints and saves the summary row in the

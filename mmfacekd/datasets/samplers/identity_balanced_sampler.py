@@ -30,6 +30,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import BatchSampler, Sampler
 
 from mmfacekd.registry import DATA_SAMPLERS
+
 from .sample_index import SampleIndex, index_meta
 
 __all__ = ['IdentityBalancedSampler', 'IdentityBalancedBatchSampler',

@@ -7,6 +7,7 @@ from mmcv.transforms import BaseTransform
 from mmpretrain.structures import DataSample
 
 from mmfacekd.registry import TRANSFORMS
+
 from ..samplers.sample_index import SampleIndex, index_meta
 
 

@@ -25,7 +25,8 @@ class DistillWarmupHook(Hook):
         self.warmup = warmup_epochs
         self.by_epoch = by_epoch
 
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         step = runner.epoch if self.by_epoch else runner.iter

@@ -14,7 +14,8 @@ class SafeCheckpointHook(Hook):
     MMEngine's own types allowed, and the checkpoints the run writes hold no
     function references. The tools call the same function themselves; this
     hook covers Runners built directly from Python
-    (``default_hooks.safe_checkpoint`` in ``configs/_base_/default_runtime.py``).
+    (``default_hooks.safe_checkpoint`` in
+    ``configs/_base_/default_runtime.py``).
     """
 
     priority = 'VERY_HIGH'

@@ -1,4 +1,5 @@
-"""Optimizer constructor that only hands trainable parameters to the optimizer."""
+"""Optimizer constructor that only hands trainable parameters to the
+optimizer."""
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 

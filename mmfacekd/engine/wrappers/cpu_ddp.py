@@ -8,7 +8,8 @@ from mmfacekd.registry import MODEL_WRAPPERS
 
 @MODEL_WRAPPERS.register_module()
 class FaceDistributedDataParallel(MMDistributedDataParallel):
-    """:class:`MMDistributedDataParallel` that drops ``device_ids`` for CPU modules.
+    """:class:`MMDistributedDataParallel` that drops ``device_ids`` for CPU
+    modules.
 
     MMEngine 0.10.7 always passes ``device_ids=[LOCAL_RANK]``, which
     ``torch.nn.parallel.DistributedDataParallel`` rejects for a module on the

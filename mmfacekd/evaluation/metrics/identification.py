@@ -8,12 +8,19 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
-from ..functional.bootstrap import (DEFAULT_N_BOOT, cluster_mean_replicates,
-                                    identification_tpr_replicates,
-                                    percentile_ci)
-from ..functional.identification import (MAX_TOPK, fpr_key,
-                                         identification_metrics,
-                                         num_false_accepts_allowed)
+
+from ..functional.bootstrap import (
+    DEFAULT_N_BOOT,
+    cluster_mean_replicates,
+    identification_tpr_replicates,
+    percentile_ci,
+)
+from ..functional.identification import (
+    MAX_TOPK,
+    fpr_key,
+    identification_metrics,
+    num_false_accepts_allowed,
+)
 from .scores import resolve_scores_dir, save_scores
 
 ROLES = ('probe', 'distractor')

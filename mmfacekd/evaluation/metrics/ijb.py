@@ -10,11 +10,20 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
-from ..functional.bootstrap import (DEFAULT_N_BOOT, percentile_ci,
-                                    tpr_at_fpr_replicates)
+
+from ..functional.bootstrap import (
+    DEFAULT_N_BOOT,
+    percentile_ci,
+    tpr_at_fpr_replicates,
+)
 from ..functional.identification import fpr_key
-from ..functional.ijb import (DEFAULT_FPRS, roc_curve, score_pairs,
-                              template_pooling, tpr_at_fpr)
+from ..functional.ijb import (
+    DEFAULT_FPRS,
+    roc_curve,
+    score_pairs,
+    template_pooling,
+    tpr_at_fpr,
+)
 from .scores import resolve_scores_dir, save_scores
 
 __all__ = ['IJBMetric', 'read_pair_file']

@@ -7,8 +7,12 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
-from ..functional.bootstrap import (DEFAULT_N_BOOT, percentile_ci,
-                                    verification_replicates)
+
+from ..functional.bootstrap import (
+    DEFAULT_N_BOOT,
+    percentile_ci,
+    verification_replicates,
+)
 from .scores import resolve_scores_dir, save_mean_sets, save_scores
 
 

@@ -1,5 +1,6 @@
-"""IResNet face backbone, state-dict compatible with insightface arcface_torch."""
-from typing import Optional, Sequence
+"""IResNet face backbone, state-dict compatible with insightface
+arcface_torch."""
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -36,7 +37,8 @@ class IBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
-        out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        out = self.bn3(
+            self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity
@@ -57,7 +59,8 @@ class IResNet(BaseModule):
         num_features (int): Embedding size. Defaults to 512.
         dropout (float): Dropout before the FC layer. Defaults to 0.
         fp16 (bool): Run the convolutional trunk under autocast (the FC and
-            the embedding stay in float32, as in insightface). Defaults to False.
+            the embedding stay in float32, as in insightface).
+            Defaults to False.
         base_channels (int): Width of the first stage; stages use
             ``base_channels * (1, 2, 4, 8)``. Only the default 64 matches
             insightface weights; smaller values make CPU-sized models.
@@ -120,7 +123,8 @@ class IResNet(BaseModule):
         self._insightface_init(zero_init_residual)
 
     def _insightface_init(self, zero_init_residual: bool) -> None:
-        """insightface's initialization (normal(0, 0.1) convs, fixed BN1d gamma)."""
+        """insightface's initialization (normal(0, 0.1) convs, fixed BN1d
+        gamma)."""
         nn.init.constant_(self.features.weight, 1.0)
         self.features.weight.requires_grad = False
         for m in self.modules():
@@ -162,6 +166,7 @@ class IResNet(BaseModule):
         return self.features(x)
 
     def init_weights(self) -> None:
-        """Keep insightface's init unless an ``init_cfg`` (e.g. Pretrained) is set."""
+        """Keep insightface's init unless an ``init_cfg`` (e.g. Pretrained)
+        is set."""
         if self.init_cfg is not None:
             super().init_weights()

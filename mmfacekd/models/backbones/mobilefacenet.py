@@ -1,4 +1,5 @@
-"""MobileFaceNet, state-dict compatible with insightface arcface_torch's ``mbf``."""
+"""MobileFaceNet, state-dict compatible with insightface arcface_torch's
+``mbf``."""
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -44,7 +45,8 @@ class LinearBlock(nn.Module):
 
 
 class DepthWise(nn.Module):
-    """Inverted bottleneck: 1x1 expand to ``groups``, depthwise, 1x1 project."""
+    """Inverted bottleneck: 1x1 expand to ``groups``, depthwise, 1x1
+    project."""
 
     def __init__(self, in_c: int, out_c: int, residual: bool = False,
                  kernel: _Pair = (3, 3), stride: _Pair = (2, 2),

@@ -82,8 +82,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import MMLogger
 from mmengine.model.weight_init import trunc_normal_
-from mmpretrain.models.backbones.swin_transformer import (SwinBlock,
-                                                          SwinTransformer)
+from mmpretrain.models.backbones.swin_transformer import (
+    SwinBlock,
+    SwinTransformer,
+)
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.models.utils.attention import ShiftWindowMSA, WindowMSA
 

@@ -26,7 +26,9 @@ class ProjectionConnector(BaseModule):
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if spatial:
-            layers = [nn.Conv2d(in_channels, out_channels, 1, bias=not with_norm)]
+            layers = [
+                nn.Conv2d(in_channels, out_channels, 1, bias=not with_norm)
+            ]
             norm = nn.BatchNorm2d
         else:
             layers = [nn.Linear(in_channels, out_channels, bias=not with_norm)]

@@ -2,7 +2,6 @@
 from typing import Optional, Union
 
 import torch.nn as nn
-
 import torch.nn.functional as F
 from mmengine.model import ImgDataPreprocessor
 

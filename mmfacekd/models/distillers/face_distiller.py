@@ -1,18 +1,19 @@
-"""FaceDistiller: a frozen teacher FaceRecognizer teaches a student by config."""
+"""FaceDistiller: a frozen teacher FaceRecognizer teaches a student by
+config."""
 import inspect
 import re
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModel
-from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmfacekd.registry import MODELS
+from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
+
 from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
-from ..recognizers.face_recognizer import cls_loss_mask
 from .recorder import build_recorders
 
 NETWORK_OUTPUTS = ('embedding', 'logits', 'margin_logits')
@@ -64,7 +65,7 @@ def load_teacher_weights(teacher: nn.Module, ckpt_path: str,
     ``revise_keys`` rewrites key names first; e.g. ``[(r'^', 'backbone.')]``
     maps a raw insightface ``backbone.pth`` onto a FaceRecognizer.
     """
-    ckpt = _load_checkpoint(ckpt_path, map_location='cpu')
+    ckpt = load_checkpoint_safely(ckpt_path)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else ckpt
     load_state_dict_strict(teacher, revise_state_dict(state, revise_keys),
                            ckpt_path, exclude_prefixes)
@@ -148,11 +149,10 @@ class FaceDistiller(BaseModel):
             distiller's checkpoints; the rest of the teacher stays frozen
             and in eval mode. When trainable teacher parameters exist the
             teacher runs with autograd on. Defaults to ().
-        student_cls_samples (int, optional): **Deprecated** — set
-            ``cls_loss_on='random_part'`` on ``IdentityBalancedSampler``
-            instead, which flags each sample (``with_cls_loss``). Kept for
-            old configs: flags the first N samples of each batch, an error
-            when the batch also carries flags. Defaults to None.
+        student_cls_samples (int, optional): **Removed** — any value is an
+            error naming its replacement, ``cls_loss_on='random_part'`` on
+            ``IdentityBalancedSampler`` (which flags each sample
+            ``with_cls_loss``). Defaults to None.
         save_teacher (bool): Keep teacher weights in checkpoints.
             Defaults to False.
         eval_teacher (bool): **Removed** — True is an error that names its
@@ -225,14 +225,13 @@ class FaceDistiller(BaseModel):
         self.predict_teacher = False
         self.student_loss_weight = student_loss_weight
         if student_cls_samples is not None:
-            if student_cls_samples < 1:
-                raise ValueError('student_cls_samples must be None or >= 1, '
-                                 f'got {student_cls_samples}')
-            MMLogger.get_current_instance().warning(
-                'FaceDistiller(student_cls_samples) is deprecated: set '
+            raise ValueError(
+                'FaceDistiller(student_cls_samples) was replaced by a '
+                'per-sample flag: remove `model.student_cls_samples` and set '
                 "`cls_loss_on='random_part'` on the IdentityBalancedSampler "
-                'instead (it flags each sample `with_cls_loss`).')
-        self.student_cls_samples = student_cls_samples
+                '(train_dataloader.sampler); each sample then carries '
+                '`with_cls_loss` and only flagged samples get the '
+                'classification loss.')
         # scale of all distillation terms, driven by DistillWarmupHook
         self.distill_weight_scale = 1.0
 
@@ -276,13 +275,14 @@ class FaceDistiller(BaseModel):
             params = inspect.signature(loss.forward).parameters
             required = [p for p, v in params.items()
                         if v.default is inspect.Parameter.empty
-                        and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+                        and v.kind in (v.POSITIONAL_OR_KEYWORD,
+                                       v.KEYWORD_ONLY)]
             for arg, src in mapping.items():
                 if arg not in params:
                     raise KeyError(
                         f'Distill loss {name!r} ({type(loss).__name__}): '
-                        f'`inputs` names argument {arg!r}, but forward() takes '
-                        f'{list(params)}.')
+                        f'`inputs` names argument {arg!r}, but forward() '
+                        f'takes {list(params)}.')
                 if src not in available:
                     raise KeyError(
                         f'Distill loss {name!r}: input {arg}={src!r} is not '
@@ -290,9 +290,9 @@ class FaceDistiller(BaseModel):
             missing = [p for p in required if p not in mapping]
             if missing:
                 raise KeyError(
-                    f'Distill loss {name!r} ({type(loss).__name__}): forward() '
-                    f'arguments {missing} have no input; set them in '
-                    f'`inputs=dict(...)` from: {available}')
+                    f'Distill loss {name!r} ({type(loss).__name__}): '
+                    f'forward() arguments {missing} have no input; set them '
+                    f'in `inputs=dict(...)` from: {available}')
 
     @staticmethod
     def _drop_teacher_state(module, state_dict, prefix, local_metadata):
@@ -336,36 +336,14 @@ class FaceDistiller(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self.student.extract_feat(inputs)
-        raise RuntimeError(f'Invalid mode "{mode}"; use loss, predict or tensor.')
+        raise RuntimeError(
+            f'Invalid mode "{mode}"; use loss, predict or tensor.')
 
     def _needed(self) -> set:
         needed = set(self.connector_inputs.values())
         for mapping in self.loss_inputs.values():
             needed |= set(mapping.values())
         return needed
-
-    def _legacy_cls_flags(self, data_samples: List) -> List:
-        """Deprecated ``student_cls_samples=N``: flag the first N samples."""
-        n = self.student_cls_samples
-        if n is None:
-            return data_samples
-        if len(data_samples) < n:
-            raise ValueError(
-                f'student_cls_samples={n}, but the batch has only '
-                f'{len(data_samples)} samples; it must equal the sampler\'s '
-                "num_random (better: drop it and set cls_loss_on='random_part'"
-                ' on the IdentityBalancedSampler).')
-        if cls_loss_mask(data_samples, torch.device('cpu')) is not None:
-            raise ValueError(
-                'student_cls_samples is set, but the batch already flags its '
-                'samples (with_cls_loss, IdentityBalancedSampler cls_loss_on'
-                "='random_part'); remove model.student_cls_samples.")
-        flagged = []
-        for i, ds in enumerate(data_samples):
-            ds = ds.clone()
-            ds.set_metainfo(dict(with_cls_loss=i < n))
-            flagged.append(ds)
-        return flagged
 
     def network_outputs(self, inputs: torch.Tensor, data_samples: List
                         ) -> Tuple[Dict[str, torch.Tensor],
@@ -377,7 +355,6 @@ class FaceDistiller(BaseModel):
         Call it inside ``with self.recorders:`` for ``recorder.*`` values
         (:meth:`loss` does).
         """
-        data_samples = self._legacy_cls_flags(data_samples)
         gt = stack_gt_labels(data_samples, inputs.device)
         s_emb = self.student.extract_feat(inputs)
         s_losses, s_out = self.student.loss_by_embedding(s_emb, data_samples)
@@ -398,7 +375,8 @@ class FaceDistiller(BaseModel):
         with self.recorders:
             losses, values = self.network_outputs(inputs, data_samples)
         for name, conn in self.connectors.items():
-            values[f'connector.{name}'] = conn(values[self.connector_inputs[name]])
+            values[f'connector.{name}'] = conn(
+                values[self.connector_inputs[name]])
 
         scale = self.distill_weight_scale
         for name, loss_mod in self.distill_losses.items():

@@ -30,7 +30,10 @@ class ModuleOutputRecorder:
     def __init__(self, root: nn.Module, module_path: str) -> None:
         modules = dict(root.named_modules())
         if module_path not in modules:
-            near = [n for n in modules if n.startswith(module_path.split('.')[0])]
+            near = [
+                n for n in modules
+                if n.startswith(module_path.split('.')[0])
+            ]
             raise KeyError(
                 f'Recorder: no module named {module_path!r}; some available '
                 f'names: {near[:12]}')

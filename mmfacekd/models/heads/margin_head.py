@@ -1,4 +1,5 @@
-"""Margin-softmax classification heads: combined (m1, m2, m3), ArcFace, CosFace."""
+"""Margin-softmax classification heads: combined (m1, m2, m3), ArcFace,
+CosFace."""
 import math
 from typing import Dict, List, Optional
 
@@ -10,15 +11,16 @@ from mmengine.model import BaseModule
 from mmfacekd.registry import MODELS
 
 
-def combined_margin_cosine(cosine: torch.Tensor, target: torch.Tensor,
-                           m1: float, m2: float, m3: float,
-                           grad_mode: str = 'straight_through') -> torch.Tensor:
+def combined_margin_cosine(
+        cosine: torch.Tensor, target: torch.Tensor, m1: float, m2: float,
+        m3: float, grad_mode: str = 'straight_through') -> torch.Tensor:
     """Apply the combined margin ``cos(m1·θ + m2) − m3`` to the target logits.
 
     .. math::
         \\cos\\theta_{y}' = \\cos(m_1\\theta_y + m_2) - m_3
 
-    (ArcFace: m1=1, m2=m, m3=0; CosFace: m1=1, m2=0, m3=m; SphereFace-like: m1>1).
+    (ArcFace: m1=1, m2=m, m3=0; CosFace: m1=1, m2=0, m3=m;
+    SphereFace-like: m1>1).
 
     Args:
         cosine (Tensor): (N, C) cosines between embeddings and class weights.
@@ -27,8 +29,8 @@ def combined_margin_cosine(cosine: torch.Tensor, target: torch.Tensor,
             additive cosine margins.
         grad_mode (str): ``'straight_through'`` — insightface's
             CombinedMarginLoss: the margin is computed under ``no_grad`` and
-            the gradient w.r.t. the cosine is the identity (the margin acts as a
-            constant offset). ``'exact'`` — differentiate ``cos(m1·θ + m2)``
+            the gradient w.r.t. the cosine is the identity (the margin acts as
+            a constant offset). ``'exact'`` — differentiate ``cos(m1·θ + m2)``
             (mmpretrain / TFace); where ``m1·θ + m2 > π`` it falls back to the
             monotonic ``cos θ − m2·sin(m2)`` (the usual ArcFace fallback).
             Defaults to 'straight_through'.
@@ -168,7 +170,8 @@ class ArcFaceHead(MarginHead):
 
 @MODELS.register_module()
 class CosFaceHead(MarginHead):
-    """CosFace (Wang et al. CVPR 2018): ``cos θ − m``; m=0.4 (or 0.35), s=64."""
+    """CosFace (Wang et al. CVPR 2018): ``cos θ − m``; m=0.4 (or 0.35),
+    s=64."""
 
     def __init__(self, num_classes: int, m: float = 0.4, **kwargs) -> None:
         super().__init__(num_classes, m1=1.0, m2=0.0, m3=m, **kwargs)

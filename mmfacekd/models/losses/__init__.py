@@ -6,9 +6,16 @@ from .dkd import DKDLoss, dkd_terms
 from .ekd import EKDLoss, ekd_anchor_thresholds, ekd_rank
 from .feature_mse import FeatureMSELoss, to_feature_map
 from .fitnet import FitNetLoss
-from .gkd import (GKDLoss, GroupedKLTerms, SoftmaxStats, grouped_kl_terms,
-                  primary_group_mask, select_batch_k, select_primary_k,
-                  softmax_stats)
+from .gkd import (
+                  GKDLoss,
+                  GroupedKLTerms,
+                  SoftmaxStats,
+                  grouped_kl_terms,
+                  primary_group_mask,
+                  select_batch_k,
+                  select_primary_k,
+                  softmax_stats,
+)
 from .kd import KDLoss
 from .margin_distillation import MarginDistillationLoss, load_class_centers
 from .rkd import RKDLoss, pairwise_distances

@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from .rkd import pairwise_distances
 from .utils import prepare_embedding_pair
 

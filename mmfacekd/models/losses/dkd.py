@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from .utils import check_logits_pair
 
 __all__ = ['DKDLoss', 'dkd_terms']

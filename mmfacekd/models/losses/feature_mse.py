@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from ..connectors.urfm import flatten_pixel_features
 
 __all__ = ['FeatureMSELoss', 'to_feature_map']

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from .utils import check_logits_pair
 
 __all__ = ['KDLoss']

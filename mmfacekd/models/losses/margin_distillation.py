@@ -6,10 +6,11 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
+
 from ..utils import gather_no_grad
 from .utils import prepare_embedding_pair
 
@@ -25,7 +26,7 @@ def load_class_centers(path: str, key: Optional[str] = None) -> Tensor:
     the teacher checkpoint itself) or a bare tensor. ``key`` names the entry
     of the state dict; None tries ``weight``, then ``head.weight``.
     """
-    obj = _load_checkpoint(path, map_location='cpu')
+    obj = load_checkpoint_safely(path)
     if isinstance(obj, Tensor):
         weight = obj
     else:

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from mmfacekd.registry import MODELS
+
 from .utils import prepare_embedding_pair
 
 __all__ = ['RKDLoss', 'pairwise_distances']

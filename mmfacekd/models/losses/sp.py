@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from .utils import prepare_embedding_pair
 
 __all__ = ['SPLoss', 'sp_similarity']

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from ..utils import gather_no_grad
 from .utils import prepare_embedding_pair
 

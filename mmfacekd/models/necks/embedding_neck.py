@@ -1,4 +1,5 @@
-"""Embedding neck turning a generic backbone's feature map into a face embedding."""
+"""Embedding neck turning a generic backbone's feature map into a face
+embedding."""
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -10,7 +11,8 @@ from mmfacekd.registry import MODELS
 
 @MODELS.register_module()
 class EmbeddingNeck(BaseModule):
-    """Map the last feature map of any backbone (e.g. mmpretrain's) to an embedding.
+    """Map the last feature map of any backbone (e.g. mmpretrain's) to an
+    embedding.
 
     Poolings:
       * ``'gdc'`` — global depthwise conv over the whole map, FC, BN1d
@@ -69,5 +71,6 @@ class EmbeddingNeck(BaseModule):
 
     def forward(self, inputs: Union[torch.Tensor, Sequence[torch.Tensor]]
                 ) -> torch.Tensor:
-        x = inputs if isinstance(inputs, torch.Tensor) else inputs[self.in_index]
+        x = inputs if isinstance(inputs, torch.Tensor) \
+            else inputs[self.in_index]
         return self.features(self.fc(self.dropout(self.pool(x))))

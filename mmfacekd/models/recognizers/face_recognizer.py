@@ -5,6 +5,7 @@ import torch
 from mmengine.model import BaseModel
 
 from mmfacekd.registry import MODELS
+
 from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
 
@@ -91,7 +92,8 @@ class FaceRecognizer(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self.extract_feat(inputs)
-        raise RuntimeError(f'Invalid mode "{mode}"; use loss, predict or tensor.')
+        raise RuntimeError(
+            f'Invalid mode "{mode}"; use loss, predict or tensor.')
 
     def _require_head(self, what: str) -> None:
         if self.head is None:

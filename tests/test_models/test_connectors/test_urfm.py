@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from mmfacekd.models.connectors import URFM, piecewise_index
-from mmfacekd.models.connectors.urfm import (flatten_pixel_features,
-                                             grid_positions)
+from mmfacekd.models.connectors.urfm import (
+    flatten_pixel_features,
+    grid_positions,
+)
 from mmfacekd.registry import MODELS
 
 

@@ -81,23 +81,30 @@ def test_teacher_loaded_frozen_eval_and_excluded(teacher_ckpt):
     distiller(path).load_state_dict(state, strict=True)
     # not in the optimizer
     wrapper = build_optim_wrapper(model, dict(
-        type='OptimWrapper', constructor='TrainableParamsOptimWrapperConstructor',
+        type='OptimWrapper',
+        constructor='TrainableParamsOptimWrapperConstructor',
         optimizer=dict(type='SGD', lr=0.1)))
-    in_opt = {id(p) for g in wrapper.optimizer.param_groups for p in g['params']}
+    in_opt = {
+        id(p)
+        for g in wrapper.optimizer.param_groups for p in g['params']
+    }
     assert not in_opt & {id(p) for p in model.teacher.parameters()}
-    assert {id(p) for p in model.student.parameters() if p.requires_grad} <= in_opt
+    assert {
+        id(p)
+        for p in model.student.parameters() if p.requires_grad
+    } <= in_opt
 
 
 def test_kd_value_uses_teacher_logits(teacher_ckpt):
     path, ref_teacher = teacher_ckpt
     model = distiller(path).eval()  # eval: deterministic BN for the student
     x, samples = batch()
-    gt = torch.tensor([s.gt_label.item() for s in samples])
     losses = model.loss(x, samples)
     with torch.no_grad():
         t = ref_teacher.eval().head.get_logits(
             ref_teacher.extract_feat(x))['logits']
-        s = model.student.head.get_logits(model.student.extract_feat(x))['logits']
+        s = model.student.head.get_logits(
+            model.student.extract_feat(x))['logits']
     expected = nn.functional.kl_div(
         torch.log_softmax(s / 4, 1), torch.softmax(t / 4, 1),
         reduction='batchmean') * 16
@@ -109,7 +116,8 @@ def test_strict_load_errors_and_revise_keys(teacher_ckpt, tmp_path):
     state = ref_teacher.state_dict()
     partial = {k: v for k, v in state.items() if not k.startswith('head.')}
     torch.save(partial, tmp_path / 'nohead.pth')
-    with pytest.raises(RuntimeError, match=r"missing keys \(1\): \['head.weight'\]"):
+    with pytest.raises(RuntimeError,
+                       match=r"missing keys \(1\): \['head.weight'\]"):
         distiller(str(tmp_path / 'nohead.pth'))
     # a raw insightface-style backbone.pth: no prefix, no head
     raw = {k[len('backbone.'):]: v for k, v in state.items()
@@ -136,7 +144,8 @@ def test_input_validation_lists_available(teacher_ckpt):
         distiller(path, distill_losses=dict(kd=dict(
             type='KDLoss', inputs=dict(student_logits='student.logitz',
                                        teacher_logits='teacher.logits'))))
-    with pytest.raises(KeyError, match=r"arguments \['teacher_logits'\] have no input"):
+    with pytest.raises(KeyError,
+                       match=r"arguments \['teacher_logits'\] have no input"):
         distiller(path, distill_losses=dict(kd=dict(
             type='KDLoss', inputs=dict(student_logits='student.logits'))))
     with pytest.raises(KeyError, match="names argument 'logits'"):
@@ -168,11 +177,13 @@ def test_recorder_survives_inplace_residual(teacher_ckpt):
     with torch.no_grad():
         h = bb.prelu(bb.bn1(bb.conv1(x)))
         blk = bb.layer1[0]
-        expected = blk.bn3(blk.conv2(blk.prelu(blk.bn2(blk.conv1(blk.bn1(h))))))
+        expected = blk.bn3(
+            blk.conv2(blk.prelu(blk.bn2(blk.conv1(blk.bn1(h))))))
     assert torch.allclose(recorded, expected, atol=1e-5)
     assert values['recorder.s_stage'].requires_grad
     with pytest.raises(KeyError, match='no module named'):
-        distiller(path, recorders=dict(bad=dict(source='student.backbone.nope')))
+        distiller(path,
+                  recorders=dict(bad=dict(source='student.backbone.nope')))
 
 
 class _Spy(nn.Module):
@@ -286,17 +297,10 @@ def test_cls_loss_on_flagged_samples_only(teacher_ckpt):
     torch.testing.assert_close(plain['student.loss_cls'], all_loss)
 
 
-def test_deprecated_student_cls_samples(teacher_ckpt):
+def test_removed_student_cls_samples_names_the_flag(teacher_ckpt):
     path, _ = teacher_ckpt
-    model = distiller(path, student_cls_samples=2).eval()
-    x, samples = batch(5)
-    losses = model.loss(x, samples)
-    loss, _ = _hand_cls(model, x, samples, [True, True, False, False, False])
-    torch.testing.assert_close(losses['student.loss_cls'], loss)
-    assert 'with_cls_loss' not in samples[0]  # the caller's samples untouched
-    samples[3].set_metainfo(dict(with_cls_loss=False))
-    with pytest.raises(ValueError, match='already flags'):
-        model.loss(x, samples)
+    with pytest.raises(ValueError, match="cls_loss_on='random_part'"):
+        distiller(path, student_cls_samples=2)
 
 
 def test_predict_teacher_flag_and_removed_eval_teacher(teacher_ckpt):

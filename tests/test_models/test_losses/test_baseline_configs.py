@@ -7,8 +7,9 @@ import torch
 from mmengine.config import Config
 from mmpretrain.structures import DataSample
 
-from conftest import ROOT
 from mmfacekd.registry import MODELS
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 

@@ -225,10 +225,12 @@ def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(
     teacher = MODELS.build(tiny_recognizer('r18'))
     ckpt = str(tmp_path / 't.pth')
     torch.save(dict(state_dict=teacher.state_dict()), ckpt)
-    model = build_distiller(ckpt, student_cls_samples=4)
+    model = build_distiller(ckpt)
     model.train()
     x = torch.randn(8, 3, 32, 32)
-    samples = [DataSample().set_gt_label(i % 4) for i in range(8)]
+    # the P×K sampler's flag: the random part (first 4) gets the CE
+    samples = [DataSample(metainfo=dict(with_cls_loss=i < 4)).set_gt_label(
+        i % 4) for i in range(8)]
     losses = model.loss(x, samples)
     assert losses['distill.ekd.num_pos'].item() == 4  # 4 ids x 2 images
     anchors = model.distill_losses.ekd.student_anchors.clone()
@@ -243,7 +245,7 @@ def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(
                                      weights_only=True)['state_dict'])
     assert torch.equal(fresh.distill_losses.ekd.student_anchors, anchors)
 
-    # student_cls_samples: CE (and accuracy) on the first 4 samples only
+    # with_cls_loss: CE (and accuracy) on the 4 flagged samples only
     model.eval()  # BN in eval so that the batch composition does not matter
     with torch.no_grad():
         losses = model.loss(x, samples)
@@ -253,8 +255,6 @@ def test_distiller_checkpoint_keeps_anchors_and_cls_on_random_part(
             model.student.head.get_logits(emb, gt), gt)
     torch.testing.assert_close(losses['student.loss_cls'], ref['loss_cls'])
     torch.testing.assert_close(losses['student.accuracy'], ref['accuracy'])
-    with pytest.raises(ValueError, match='student_cls_samples=4'):
-        model.loss(x[:3], samples[:3])
 
 
 # --------------------------------------------------------------------------

@@ -91,10 +91,11 @@ def test_fitnet_hint_on_recorded_maps_through_conv_connector(
     model.train()
     x = torch.randn(4, 3, 32, 32)
     samples = [DataSample().set_gt_label(i % 4) for i in range(4)]
+    with model.recorders:  # recording happens only inside this block
+        _, values = model.network_outputs(x, samples)
+    s_map, t_map = values['recorder.s_map'], values['recorder.t_map']
     losses = model.loss(x, samples)
     value = losses['distill.loss_fitnet']
-    s_map = model.recorders['s_map'].data
-    t_map = model.recorders['t_map'].data
     assert t_map.shape == (4, 64, 2, 2)
     ref = (model.connectors['hint'](s_map) - t_map).pow(2).mean()
     torch.testing.assert_close(value, ref)

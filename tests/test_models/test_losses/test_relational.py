@@ -8,9 +8,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from mmfacekd.models.losses import (CCKDLoss, DarkRankLoss,
-                                    MarginDistillationLoss, RKDLoss, SPLoss,
-                                    TripletDistillationLoss)
+from mmfacekd.models.losses import (
+    CCKDLoss,
+    DarkRankLoss,
+    MarginDistillationLoss,
+    RKDLoss,
+    SPLoss,
+    TripletDistillationLoss,
+)
 from mmfacekd.registry import MODELS
 
 F64 = torch.float64
@@ -204,9 +209,9 @@ def _hand_darkrank(s, t, alpha=3.0, beta=3.0, length=3, normalize=True):
         # teacher ranking: descending score = ascending distance
         ranked = sorted(cands, key=lambda i: _dist(t[q], t[i]))[:length]
         scores = [-alpha * _dist(s[q], s[i])**beta for i in ranked]
-        for l in range(len(scores)):
-            tail = math.log(sum(math.exp(v) for v in scores[l:]))
-            total -= scores[l] - tail
+        for j in range(len(scores)):
+            tail = math.log(sum(math.exp(v) for v in scores[j:]))
+            total -= scores[j] - tail
     return total / n
 
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmfacekd.models.losses.utils import (check_logits_pair,
-                                          prepare_embedding_pair)
+from mmfacekd.models.losses.utils import (
+    check_logits_pair,
+    prepare_embedding_pair,
+)
 
 F64 = torch.float64
 

@@ -6,8 +6,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from mmfacekd.models.utils import (gather_no_grad, gather_with_grad,
-                                   get_world_size)
+from mmfacekd.models.utils import (
+    gather_no_grad,
+    gather_with_grad,
+    get_world_size,
+)
 
 
 def _free_port() -> int:

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .softmax import SoftmaxStats, softmax_stats
 
+
 class GroupedKLTerms(NamedTuple):
     """Per-sample outputs of :func:`grouped_kl_terms`, each of shape (B, ).
 

@@ -11,11 +11,17 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
+
 from ..utils import check_logits_pair
 from .grouped_kl import GroupedKLTerms, grouped_kl_terms
-from .selection import (SELECTIONS, Grouping, batch_k, group_classes,
-                        resolve_selection)
 from .regime import RegimeWatch
+from .selection import (
+    SELECTIONS,
+    Grouping,
+    batch_k,
+    group_classes,
+    resolve_selection,
+)
 from .softmax import SoftmaxStats, softmax_stats
 from .workspace import Workspace
 

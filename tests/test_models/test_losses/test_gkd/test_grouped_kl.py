@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmfacekd.models.losses import KDLoss, grouped_kl_terms
+
 from . import refs
 from .refs import F64
 

@@ -6,10 +6,15 @@ import pytest
 import torch
 
 import mmfacekd.models.losses  # noqa: F401  (registers the losses)
-from mmfacekd.models.losses import (GKDLoss, KDLoss, grouped_kl_terms,
-                                    select_batch_k)
+from mmfacekd.models.losses import (
+    GKDLoss,
+    KDLoss,
+    grouped_kl_terms,
+    select_batch_k,
+)
 from mmfacekd.models.losses.gkd import regime as gkd_regime_module
 from mmfacekd.registry import MODELS
+
 from . import refs
 from .refs import F64
 

@@ -4,8 +4,13 @@ sort (``refs.direct_k``) and the authors' loops, for both implementations
 import pytest
 import torch
 
-from mmfacekd.models.losses import (GKDLoss, primary_group_mask,
-                                    select_batch_k, select_primary_k)
+from mmfacekd.models.losses import (
+    GKDLoss,
+    primary_group_mask,
+    select_batch_k,
+    select_primary_k,
+)
+
 from . import refs
 from .refs import F64
 
