@@ -1,4 +1,4 @@
-# EKD (Huang et al., CVPR 2022; docs/PAPERS.md §3): IR50 teacher ->
+# EKD (Huang et al., CVPR 2022; docs/papers.md §3): IR50 teacher ->
 # MobileFaceNet student on MS1MV2, in the GKD Table 5 setting.
 #   tools/dist_train.sh configs/ekd/ekd_r50_mbf.py 8
 # Differences from the skeleton (../_base_/distillers/r50_mbf_ms1mv2.py,
@@ -36,5 +36,5 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, milestones=[10, 18, 22],
          gamma=0.1),
 ]
-# lr 0.1 assumed for 8 GPUs x 64 images (the GPU count is not in PAPERS.md).
+# lr 0.1 assumed for 8 GPUs x 64 images (docs/papers.md has no GPU count).
 auto_scale_lr = dict(base_batch_size=512, enable=False)

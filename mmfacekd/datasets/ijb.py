@@ -14,7 +14,7 @@ __all__ = ['IJBDataset']
 class IJBDataset(BaseDataset):
     """The images of an IJB-B / IJB-C 1:1 verification set.
 
-    Layout (insightface's ``IJB_release`` bundle, FORMATS.md §3)::
+    Layout (insightface's ``IJB_release`` bundle, docs/formats.md §3)::
 
         <data_root>/loose_crop/<image>.jpg
         <data_root>/meta/<name>_name_5pts_score.txt

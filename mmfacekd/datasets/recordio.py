@@ -1,6 +1,6 @@
 """Pure-Python reader/writer of MXNet indexed RecordIO (``.rec`` + ``.idx``).
 
-Format (FORMATS.md §1): each record starts on a 4-byte boundary with
+Format (docs/formats.md §1): each record starts on a 4-byte boundary with
 ``uint32 magic 0xced7230a``, ``uint32 lrec`` (``cflag = lrec >> 29``,
 ``length = lrec & (2**29 − 1)``), the payload and zero padding to 4 bytes.
 A writer splits a payload wherever the magic occurs at a 4-byte-aligned

@@ -8,7 +8,7 @@ places masks from it and URFM uses it as the default anchor landmarks.
 The values are insightface's ``arcface_dst`` (``insightface/utils/
 face_align.py``, originally ``src/common/face_preprocess.py``): the 96x112
 template of SphereFace/ArcFace with ``x + 8`` so that it sits in a 112x112
-crop (see ``shared/docs/FORMATS.md`` section 6). Order: left eye, right eye,
+crop (see ``docs/formats.md`` section 6). Order: left eye, right eye,
 nose tip, left mouth corner, right mouth corner ("left" = image left), in
 (x, y) pixel coordinates of the 112x112 crop.
 """

@@ -12,8 +12,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import ROOT
 from mmfacekd.registry import MODELS
+
+from conftest import ROOT
 
 
 def _loss(config: str, name: str):

@@ -41,7 +41,7 @@ def test_template_constant():
     assert ARCFACE_TEMPLATE_112.shape == (5, 2)
     assert ARCFACE_TEMPLATE_112.dtype == np.float32
     assert not ARCFACE_TEMPLATE_112.flags.writeable
-    # FORMATS.md section 6 / insightface's arcface_dst
+    # docs/formats.md section 6 / insightface's arcface_dst
     np.testing.assert_allclose(
         ARCFACE_TEMPLATE_112,
         [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],

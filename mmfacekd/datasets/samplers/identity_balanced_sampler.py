@@ -1,6 +1,6 @@
 """Identity-balanced (P×K) sampling for pair-based distillation (EKD).
 
-EKD (Huang et al., CVPR 2022; ``docs/PAPERS.md`` §3) trains on batches that
+EKD (Huang et al., CVPR 2022; ``docs/papers.md`` §3) trains on batches that
 mix ``num_random`` uniformly drawn images with ``num_ids`` (P) identities ×
 ``num_per_id`` (K) images each, so that every batch holds positive pairs.
 The classification loss is computed on the random part only: with

@@ -29,7 +29,7 @@ _TRAIN_STREAM, _VAL_STREAM = 1, 2
 DEFAULT_NUM_PAIRS = 3000
 #: Identities (disjoint from training) each pair set draws from.
 DEFAULT_VAL_IDS = 1000
-#: Folds of the verification protocol (contiguous, FORMATS.md section 2).
+#: Folds of the verification protocol (contiguous, docs/formats.md section 2).
 NUM_FOLDS = 10
 
 
@@ -159,7 +159,7 @@ def write_pair_bin(path: str, spec: PairSetSpec, id_offset: int,
                    workers: int = 1) -> Dict[str, int]:
     """Write a verification ``.bin``: half genuine, half impostor pairs.
 
-    Every fold of the 10-fold protocol (contiguous, as in FORMATS.md
+    Every fold of the 10-fold protocol (contiguous, as in docs/formats.md
     section 2) is half genuine; every image is a distinct render. Pair
     identities come from ``num_ids`` identities disjoint from training
     (validation stream, offset by ``id_offset`` per set).

@@ -49,7 +49,7 @@ class AlignFace(BaseTransform):
     insightface's alignment for IJB and MegaFace images: a similarity
     transform estimated from the 5 landmarks (left eye, right eye, nose, left
     and right mouth corner; ``results['landmarks']``, (5, 2) in pixels) onto
-    the 112x112 template (FORMATS.md §6), applied with ``cv2.warpAffine``
+    the 112x112 template (docs/formats.md §6), applied with ``cv2.warpAffine``
     (bilinear, zero border). Updates ``img``, ``img_shape`` and
     ``landmarks`` (now on the template).
 

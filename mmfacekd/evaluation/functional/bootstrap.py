@@ -58,7 +58,7 @@ __all__ = ['make_rng', 'percentile_ci', 'paired_ci', 'resample_indices',
 
 DEFAULT_N_BOOT = 1000
 
-#: the LFW threshold grid (FORMATS.md §2)
+#: the LFW threshold grid (docs/formats.md §2)
 VERIFICATION_THRESHOLDS = np.arange(0, 4, 0.01)
 
 

@@ -1,6 +1,6 @@
 """IJB-B / IJB-C 1:1 template verification, vectorized.
 
-The protocol (insightface ``eval_ijbc.py``; FORMATS.md §3): every image is
+The protocol (insightface ``eval_ijbc.py``; docs/formats.md §3): every image is
 embedded with its horizontal flip and the two are summed; the sum is
 L2-normalized and multiplied by the detector's face score; inside a template
 the features of one media (frames of one video share a media id) are

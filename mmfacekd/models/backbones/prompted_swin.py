@@ -1,6 +1,6 @@
 """Swin Transformer (mmpretrain) with CAKD's Adaptable Prompting Teacher (APT).
 
-CAKD (ACM MM 2023, see ``docs/PAPERS.md`` §2) freezes a pretrained Transformer
+CAKD (ACM MM 2023, see ``docs/papers.md`` §2) freezes a pretrained Transformer
 teacher and inserts ``t`` learnable prompt tokens into each stage; the prompts
 join (window) attention like tokens, are dropped at patch merging, fresh
 prompts enter the next stage, and the teacher's pixel feature is the last

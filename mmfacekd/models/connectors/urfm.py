@@ -5,7 +5,7 @@ tokens of a Transformer) into ``L`` *local features* with an attention whose
 queries are ``L`` learnable local centers, biased by a facial positional
 encoding. Only the abstract of the paper and a third-party note are public;
 every detail that is not public is a project decision, stated below (and in
-``/work/shared/docs/PAPERS.md`` §2) with its reason.
+``docs/papers.md`` §2) with its reason.
 
 Formula (per head; one head by default)::
 
@@ -171,7 +171,7 @@ class URFM(BaseModule):
       sit on facial structure (eyes, nose, mouth) and not only how far they
       are. With ``face_ref='anchor'`` the anchor's landmark distance is used
       instead (it only shifts whole rows of ``D``). Landmarks default to the
-      five points of the ArcFace 112x112 template (FORMATS.md §6).
+      five points of the ArcFace 112x112 template (docs/formats.md §6).
       ``face_scale = 1``: both distances are in frame pixels and weigh the
       same; the paper's gamma is not public.
     * **Bucketing.** Distances are divided by ``distance_unit`` (4 px by
@@ -184,8 +184,8 @@ class URFM(BaseModule):
       skip tokens), so the table has ``floor(beta) + 2`` rows.
     * **Encoding table.** ``P`` is ``(num_buckets, embed_dims)``; row
       ``I(D(i, j))`` is added to center ``i``'s query when it meets key
-      ``j`` — PAPERS.md's "b_i added to the query" with the bucket depending
-      on the (center, pixel) pair, i.e. iRPE's *contextual* mode
+      ``j`` — docs/papers.md's "b_i added to the query" with the bucket
+      depending on the (center, pixel) pair, i.e. iRPE's *contextual* mode
       ``e_ij += (f_j W_k) · P[I(D)]``. With several heads each head uses its
       ``embed_dims / num_heads`` slice.
     * **Locality prior at init** (``locality_init = tau``, default 1). With

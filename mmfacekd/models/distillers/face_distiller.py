@@ -102,7 +102,7 @@ class FaceDistiller(BaseModel):
     ``teacher.margin_logits`` and ``predict_teacher`` come from a separate
     forward *without* prompts under ``no_grad`` — the teacher's own identity
     prediction stays exactly the pretrained one (CAKD project decision, see
-    PAPERS.md §2). That second forward runs only when a loss or connector
+    docs/papers.md §2). That second forward runs only when a loss or connector
     reads those outputs.
 
     Loss keys: ``student.loss_cls`` (+ ``student.accuracy``),

@@ -141,8 +141,8 @@ class CAKDLoss(nn.Module):
       teacher "learns to teach"). The teacher backbone weights stay frozen
       because the distiller sets ``requires_grad=False`` on them, not
       because of a detach here.
-    * The MSA is trainable by default (PAPERS.md §2: prompts, URFM, MSA and
-      student train jointly); ``msa_trainable=False`` freezes it at its
+    * The MSA is trainable by default (docs/papers.md §2: prompts, URFM, MSA
+      and student train jointly); ``msa_trainable=False`` freezes it at its
       random init (it cannot collapse then; the URFMs still can partly).
 
     Returns a dict: ``loss`` and the unweighted terms ``attn``, ``feat``

@@ -2,7 +2,7 @@ r"""Evaluation-oriented Knowledge Distillation (EKD).
 
 Implements *Evaluation-oriented Knowledge Distillation for Deep Face
 Recognition* (Huang et al., CVPR 2022), see
-``docs/PAPERS.md`` §3.
+``docs/papers.md`` §3.
 
 Symbols: :math:`f^S_i, f^T_i` the L2-normalised student and teacher
 embeddings of sample :math:`i` of the (global) batch, :math:`y_i` its

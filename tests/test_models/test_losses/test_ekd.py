@@ -47,7 +47,7 @@ def _mse(a, b):
 
 
 class HandEKD:
-    """The EKD recipe of docs/PAPERS.md §3, step by step."""
+    """The EKD recipe of docs/papers.md §3, step by step."""
 
     def __init__(self, fprs, momentum=0.01, t=0.01, hard=2000,
                  wp=0.02, wn=0.01):

@@ -21,7 +21,8 @@ stable descending sort):
 * ``'band'``: the sampled band search of :mod:`.band_search`, which never
   sorts whole rows (host syncs; meant for CPU).
 
-``'auto'`` = ``'sort'`` on CUDA and ``'band'`` on CPU, by measurement:
+``'auto'`` = ``'band'`` on CPU with more than 30,000 classes, ``'sort'``
+otherwise (CUDA always), by measurement:
 ``tools/analysis/benchmark_gkd_selection.py --threads 2`` (float32, tau=0.93,
 2 threads on a shared 2-core machine under load 7-12, so +-30 % noise;
 ratio = sort / band median time, > 1: band faster; ``select`` = k + mask,
@@ -45,10 +46,12 @@ ratio = sort / band median time, > 1: band faster; ``select`` = k + mask,
     trained 128  85742  1   3109       2.22          1.48
     trained 128  85742  4  64336       1.70          1.62
 
-At the paper's C = 85,742 the band search is 1.5-2.3x faster (select:
-2.2-4.2 s vs 3.9-5.1 s at B=128); at the demo size (B=64, C=300, where the
-band path is itself a row sort) its k + mask is faster too, and from 10k to
-30k classes the two trade places within the noise. On CPU both still differ
+At the paper's C = 85,742 the band search is 1.5-2.3x faster on CPU
+(select: 2.2-4.2 s vs 3.9-5.1 s at B=128), so it stays as the CPU path
+there. At the demo size (B=64, C=300, where the band path is itself a row
+sort) and from 10k to 30k classes the whole step is as fast or faster with
+the plain sort (step ratio 0.59-1.07 at T = 4, the headline temperature),
+so the simple path is the default everywhere else. On CPU both still differ
 from the float64 argmin by one class in rare float32 rows (a rounding tie;
 ~1 row of 128 at C=85,742), not always the same row: float32 k agrees
 between the paths only up to that; float64 results are identical.
@@ -62,6 +65,8 @@ from .band_search import Window, descending_window
 from .softmax import SoftmaxStats, softmax_stats
 
 SELECTIONS = ('auto', 'sort', 'band')
+#: 'auto' takes the band search on CPU above this many classes only
+BAND_MIN_CLASSES = 30000
 
 
 class Grouping(NamedTuple):
@@ -88,7 +93,10 @@ def resolve_selection(selection: str, logits: Tensor) -> str:
         raise ValueError(f'selection must be one of {SELECTIONS}, '
                          f'got {selection!r}')
     if selection == 'auto':
-        return 'band' if logits.device.type == 'cpu' else 'sort'
+        # the band search pays only on CPU with many classes (measured above)
+        if logits.device.type == 'cpu' and logits.size(-1) > BAND_MIN_CLASSES:
+            return 'band'
+        return 'sort'
     return selection
 
 
