@@ -30,40 +30,34 @@ __all__ = [
     'VISBACKENDS'
 ]
 
-MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, locations=['mmfacekd.models'])
-MODEL_WRAPPERS = Registry(
-    'model_wrapper',
-    parent=MMENGINE_MODEL_WRAPPERS,
-    locations=['mmfacekd.engine'])
-DATASETS = Registry(
-    'dataset', parent=MMENGINE_DATASETS, locations=['mmfacekd.datasets'])
-DATA_SAMPLERS = Registry(
-    'data sampler',
-    parent=MMENGINE_DATA_SAMPLERS,
-    locations=['mmfacekd.datasets'])
-TRANSFORMS = Registry(
-    'transform', parent=MMENGINE_TRANSFORMS, locations=['mmfacekd.datasets'])
-METRICS = Registry(
-    'metric', parent=MMENGINE_METRICS, locations=['mmfacekd.evaluation'])
-EVALUATOR = Registry(
-    'evaluator', parent=MMENGINE_EVALUATOR, locations=['mmfacekd.evaluation'])
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmfacekd.engine'])
-LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmfacekd.engine'])
-OPTIMIZERS = Registry(
-    'optimizer', parent=MMENGINE_OPTIMIZERS, locations=['mmfacekd.engine'])
-OPTIM_WRAPPERS = Registry(
-    'optim_wrapper',
-    parent=MMENGINE_OPTIM_WRAPPERS,
-    locations=['mmfacekd.engine'])
-OPTIM_WRAPPER_CONSTRUCTORS = Registry(
-    'optimizer wrapper constructor',
-    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-    locations=['mmfacekd.engine'])
-PARAM_SCHEDULERS = Registry(
-    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS,
-    locations=['mmfacekd.engine'])
-VISUALIZERS = Registry(
-    'visualizer', parent=MMENGINE_VISUALIZERS, locations=['mmfacekd.engine'])
-VISBACKENDS = Registry(
-    'vis_backend', parent=MMENGINE_VISBACKENDS, locations=['mmfacekd.engine'])
+
+
+def _child(parent: Registry, locations: list) -> Registry:
+    """A child of the MMEngine root registry ``parent``, with its name, the
+    scope inferred from this module (``mmfacekd``) and ``locations``."""
+    return Registry(parent.name, parent=parent, locations=locations)
+
+
+# models
+MODELS = _child(MMENGINE_MODELS, locations=['mmfacekd.models'])
+MODEL_WRAPPERS = _child(MMENGINE_MODEL_WRAPPERS, locations=['mmfacekd.engine'])
+# data
+DATASETS = _child(MMENGINE_DATASETS, locations=['mmfacekd.datasets'])
+DATA_SAMPLERS = _child(MMENGINE_DATA_SAMPLERS, locations=['mmfacekd.datasets'])
+TRANSFORMS = _child(MMENGINE_TRANSFORMS, locations=['mmfacekd.datasets'])
+# evaluation
+METRICS = _child(MMENGINE_METRICS, locations=['mmfacekd.evaluation'])
+EVALUATOR = _child(MMENGINE_EVALUATOR, locations=['mmfacekd.evaluation'])
+# training loop
+HOOKS = _child(MMENGINE_HOOKS, locations=['mmfacekd.engine'])
+LOOPS = _child(MMENGINE_LOOPS, locations=['mmfacekd.engine'])
+# optimization
+OPTIMIZERS = _child(MMENGINE_OPTIMIZERS, locations=['mmfacekd.engine'])
+OPTIM_WRAPPERS = _child(MMENGINE_OPTIM_WRAPPERS, locations=['mmfacekd.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = _child(
+    MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, locations=['mmfacekd.engine'])
+PARAM_SCHEDULERS = _child(
+    MMENGINE_PARAM_SCHEDULERS, locations=['mmfacekd.engine'])
+# visualization
+VISUALIZERS = _child(MMENGINE_VISUALIZERS, locations=['mmfacekd.engine'])
+VISBACKENDS = _child(MMENGINE_VISBACKENDS, locations=['mmfacekd.engine'])

@@ -17,6 +17,18 @@ def _register_modules():
     register_all_modules(init_default_scope=True)
 
 
+@pytest.fixture(scope='module')
+def single_thread():
+    """One intra-op thread for the module: small tensors run faster and do
+    not depend on the load of a shared CPU. Opt in with
+    ``pytestmark = pytest.mark.usefixtures('single_thread')``."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY_IDS = 12
 
 
@@ -34,6 +46,17 @@ def tiny_synth(tmp_path_factory):
                    PairSetSpec('synth_cfp', 30, 1.2)),
         val_ids=10, seed=1)
     return out
+
+
+def tiny_model_config(config: str, data_root: str, work_dir: str, **kw):
+    """:func:`tiny_config` with the classification heads (a distiller's
+    student and teacher heads, or the recognizer's) sized to the tiny set."""
+    cfg = tiny_config(config, data_root, work_dir, **kw)
+    model = cfg.model
+    for head in ([model.student.head, model.teacher.head]
+                 if model.type == 'FaceDistiller' else [model.head]):
+        head.num_classes = TINY_IDS
+    return cfg
 
 
 def tiny_config(config: str, data_root: str, work_dir: str, epochs: int = 1,

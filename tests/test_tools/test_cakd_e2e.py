@@ -15,17 +15,11 @@ from mmpretrain.structures import DataSample
 
 from mmfacekd.registry import MODELS
 
-from conftest import ROOT, TINY_IDS, tiny_config
+from conftest import ROOT, tiny_model_config
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    # small models: one intra-op thread is faster and does not collapse when
-    # another process competes for the 2 cores
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# small models: one intra-op thread is faster and does not collapse when
+# another process competes for the 2 cores
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _needs(cfg_text: str) -> None:
@@ -109,15 +103,6 @@ def test_cakd_configs_build_and_step(config):
         assert len(in_opt) == len({id(p) for p in must})
 
 
-def _tiny(config, data, work, **kw):
-    cfg = tiny_config(config, data, work, **kw)
-    model = cfg.model
-    for head in ([model.student.head, model.teacher.head]
-                 if model.type == 'FaceDistiller' else [model.head]):
-        head.num_classes = TINY_IDS
-    return cfg
-
-
 def _tiny_cakd_distiller() -> dict:
     """A 32x32 CNN-to-CNN distiller with URFMs and CAKDLoss (no ViT or
     prompts needed)."""
@@ -196,14 +181,14 @@ def test_cakd_demo_runner(tiny_synth, tmp_path):
     _needs(open(osp.join(ROOT, DEMO)).read())
     # a teacher checkpoint of the (prompt-free) demo ViT, untrained: the
     # mechanics, not the accuracy, are under test. One epoch = 7 iterations.
-    tcfg = _tiny(DEMO_TEACHER, tiny_synth, str(tmp_path / 't'))
+    tcfg = tiny_model_config(DEMO_TEACHER, tiny_synth, str(tmp_path / 't'))
     torch.manual_seed(0)
     teacher = MODELS.build(tcfg.model)
     teacher_ckpt = str(tmp_path / 'teacher.pth')
     torch.save(dict(state_dict=teacher.state_dict()), teacher_ckpt)
 
-    cfg = _tiny(DEMO, tiny_synth, str(tmp_path / 'cakd'),
-                model=dict(teacher_ckpt=teacher_ckpt))
+    cfg = tiny_model_config(DEMO, tiny_synth, str(tmp_path / 'cakd'),
+                            model=dict(teacher_ckpt=teacher_ckpt))
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     runner = Runner.from_cfg(cfg)

@@ -9,24 +9,16 @@ import torch
 import torch.nn.functional as F
 from mmengine.runner import Runner
 
-from conftest import ROOT, TINY_IDS, tiny_config
+from conftest import ROOT, TINY_IDS, tiny_model_config
 
 TEACHER = 'configs/demo/arcface_r18_synth.py'
 GKD = 'configs/demo/gkd_r18_mbf_synth.py'
 STUDENT = 'configs/demo/arcface_mbf_synth.py'
 
 
-def _tiny(config, data, work, **kw):
-    cfg = tiny_config(config, data, work, **kw)
-    model = cfg.model
-    for head in ([model.student.head, model.teacher.head]
-                 if model.type == 'FaceDistiller' else [model.head]):
-        head.num_classes = TINY_IDS
-    return cfg
-
-
 def _teacher(tiny_synth, tmp_path):
-    cfg = _tiny(TEACHER, tiny_synth, str(tmp_path / 'teacher'), epochs=8)
+    cfg = tiny_model_config(TEACHER, tiny_synth, str(tmp_path / 'teacher'),
+                            epochs=8)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.default_hooks.checkpoint.interval = 8
     Runner.from_cfg(cfg).train()
@@ -37,8 +29,8 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     teacher_ckpt = _teacher(tiny_synth, tmp_path)
 
     # GKD iterations with the real Runner; every GKD term is logged
-    cfg = _tiny(GKD, tiny_synth, str(tmp_path / 'gkd'), epochs=2,
-                model=dict(teacher_ckpt=teacher_ckpt))
+    cfg = tiny_model_config(GKD, tiny_synth, str(tmp_path / 'gkd'), epochs=2,
+                            model=dict(teacher_ckpt=teacher_ckpt))
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='TeacherEvalHook')]
     runner = Runner.from_cfg(cfg)
@@ -54,8 +46,8 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     assert not any(k.startswith('teacher.') for k in ckpt['state_dict'])
 
     # resume the distillation run from epoch 1
-    cfg2 = _tiny(GKD, tiny_synth, str(tmp_path / 'gkd_resume'), epochs=2,
-                 model=dict(teacher_ckpt=teacher_ckpt))
+    cfg2 = tiny_model_config(GKD, tiny_synth, str(tmp_path / 'gkd_resume'),
+                             epochs=2, model=dict(teacher_ckpt=teacher_ckpt))
     cfg2.resume, cfg2.load_from = True, str(tmp_path / 'gkd' / 'epoch_1.pth')
     cfg2.val_cfg = cfg2.val_dataloader = cfg2.val_evaluator = None
     r2 = Runner.from_cfg(cfg2)
@@ -68,7 +60,7 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     subprocess.run([sys.executable, 'tools/misc/extract_student.py',
                     str(tmp_path / 'gkd' / 'epoch_2.pth'), student_ckpt],
                    cwd=ROOT, env=env, check=True)
-    scfg = _tiny(STUDENT, tiny_synth, str(tmp_path / 'stest'))
+    scfg = tiny_model_config(STUDENT, tiny_synth, str(tmp_path / 'stest'))
     scfg_path = str(tmp_path / 'student_cfg.py')
     scfg.dump(scfg_path)
     proc = subprocess.run(
@@ -122,10 +114,11 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
         teacher_ckpt, weights_only=True)['state_dict'].items()
         if k.startswith('backbone.')}
     torch.save(raw, tmp_path / 'backbone.pth')
-    cfg3 = _tiny(GKD, tiny_synth, str(tmp_path / 'gkd_proto'), model=dict(
-        teacher_ckpt=str(tmp_path / 'backbone.pth'),
-        teacher_revise_keys=[(r'^', 'backbone.')],
-        teacher_head_ckpt=head_path))
+    cfg3 = tiny_model_config(
+        GKD, tiny_synth, str(tmp_path / 'gkd_proto'),
+        model=dict(teacher_ckpt=str(tmp_path / 'backbone.pth'),
+                   teacher_revise_keys=[(r'^', 'backbone.')],
+                   teacher_head_ckpt=head_path))
     from mmfacekd.registry import MODELS
     distiller = MODELS.build(cfg3.model)
     assert torch.equal(distiller.teacher.head.weight, weight)

@@ -51,13 +51,14 @@ def test_loads_mmengine_types_without_changing_the_allow_list(tmp_path):
             del HistoryBuffer.__getstate__
         else:
             HistoryBuffer.__getstate__ = orig
-    before = list(torch.serialization.get_safe_globals())
+    # torch keeps the allow-list as a set: compare as sets
+    before = set(torch.serialization.get_safe_globals())
     ckpt = load_checkpoint_safely(path)
     assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
     assert ckpt['meta']['epoch'] == 3
     np.testing.assert_array_equal(ckpt['meta']['arr'], np.arange(3))
     assert ckpt['message_hub']['log'].current() == 1.5
-    assert list(torch.serialization.get_safe_globals()) == before
+    assert set(torch.serialization.get_safe_globals()) == before
 
 
 class _Exploit:

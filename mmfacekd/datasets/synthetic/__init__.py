@@ -7,20 +7,26 @@ The renderer is split by concern: :mod:`.identity` (who), :mod:`.nuisance`
 :mod:`.synthetic_set` (RecordIO + .bin), :mod:`.identification_set` (1:N)
 and :mod:`.ijb_bundle` (IJB-style templates).
 """
-from mmfacekd.structures.face_template import ARCFACE_TEMPLATE_112
-
-from .face_renderer import render_face
-from .identity import (
+from .face_renderer import (
+    ARCFACE_TEMPLATE_112,
+    BACKGROUNDS,
     BEARD_STYLES,
     GLASSES_STYLES,
     HAIR_STYLES,
+    OCCLUDERS,
     FaceIdentity,
+    FaceNuisance,
+    render_face,
     sample_identity,
+    sample_nuisance,
 )
-from .nuisance import BACKGROUNDS, OCCLUDERS, FaceNuisance, sample_nuisance
 
 __all__ = [
-    'ARCFACE_TEMPLATE_112', 'FaceIdentity', 'FaceNuisance', 'sample_identity',
-    'sample_nuisance', 'render_face', 'HAIR_STYLES', 'BEARD_STYLES',
-    'GLASSES_STYLES', 'OCCLUDERS', 'BACKGROUNDS'
+    # the renderer and its template (:mod:`.face_renderer`)
+    'render_face', 'ARCFACE_TEMPLATE_112',
+    # who (:mod:`.identity`)
+    'FaceIdentity', 'sample_identity', 'HAIR_STYLES', 'BEARD_STYLES',
+    'GLASSES_STYLES',
+    # per-image conditions (:mod:`.nuisance`)
+    'FaceNuisance', 'sample_nuisance', 'OCCLUDERS', 'BACKGROUNDS',
 ]

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 __all__ = ['identification_metrics', 'fpr_key', 'threshold_at_fpr',
-           'num_false_accepts_allowed']
+           'num_false_accepts_allowed', 'same_identity_pairs']
 
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence]
 
@@ -126,6 +126,54 @@ def _merge_topk(buf: Optional[torch.Tensor], new: torch.Tensor,
     return torch.topk(both, k, sorted=False).values
 
 
+def same_identity_pairs(probes: torch.Tensor, ids: np.ndarray,
+                        device: Optional[str] = None
+                        ) -> Dict[str, torch.Tensor]:
+    """Genuine scores of the probes, one identity (Gram matrix) at a time.
+
+    Args:
+        probes (Tensor): ``(P, D)`` probe features (already normalized if
+            cosine scores are wanted).
+        ids (np.ndarray): ``(P,)`` identity labels.
+        device (str, optional): where the Gram matrices are computed.
+
+    Returns:
+        dict: ``rows`` / ``scores`` — probe index and score of every
+        ordered same-identity pair ``(p, g)``, ``p != g``; ``pairs``
+        ``(M, 2)`` / ``pair_scores`` — every unordered pair (``i < j``)
+        once; both identity by identity (labels sorted, stable order).
+        ``num_identities``: the number of distinct labels. The tensors are
+        empty when no identity has two images.
+    """
+    dev = torch.device(device) if device else torch.device('cpu')
+    _, labels = np.unique(ids, return_inverse=True)
+    labels = labels.reshape(-1)
+    order = np.argsort(labels, kind='stable')
+    groups = np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
+    rows, scores, pairs, pair_scores = [], [], [], []
+    for grp in groups:
+        if len(grp) < 2:
+            continue
+        g = torch.from_numpy(grp)
+        feats = probes[g].to(dev)
+        gram = (feats @ feats.T).cpu()
+        off = ~torch.eye(len(grp), dtype=torch.bool)
+        ii = torch.arange(len(grp)).unsqueeze(1).expand(-1, len(grp))
+        rows.append(g[ii[off]])  # probe index of each ordered pair
+        scores.append(gram[off])
+        upper = torch.triu(torch.ones_like(off), 1)
+        pairs.append(torch.stack([g[ii[upper]], g[ii.T[upper]]], 1))
+        pair_scores.append(gram[upper])
+    if not rows:
+        index = torch.empty(0, dtype=torch.long)
+        empty = torch.empty(0, dtype=probes.dtype)
+        return dict(rows=index, scores=empty, pairs=index.reshape(0, 2),
+                    pair_scores=empty, num_identities=len(groups))
+    return dict(rows=torch.cat(rows), scores=torch.cat(scores),
+                pairs=torch.cat(pairs), pair_scores=torch.cat(pair_scores),
+                num_identities=len(groups))
+
+
 def identification_metrics(probe_feats: ArrayLike,
                            probe_ids: ArrayLike,
                            distractor_feats: ArrayLike,
@@ -182,28 +230,13 @@ def identification_metrics(probe_feats: ArrayLike,
     dev = torch.device(device) if device else torch.device('cpu')
 
     # genuine scores: per identity, the within-identity Gram matrix
-    _, labels = np.unique(ids, return_inverse=True)
-    order = np.argsort(labels, kind='stable')
-    bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    rows, scores, pair_scores = [], [], []
-    n_ids = 0
-    for grp in np.split(order, bounds):
-        n_ids += 1
-        if len(grp) < 2:
-            continue
-        g = torch.from_numpy(grp)
-        feats = probes[g].to(dev)
-        gram = (feats @ feats.T).cpu()
-        off = ~torch.eye(len(grp), dtype=torch.bool)
-        ii = torch.arange(len(grp)).unsqueeze(1).expand(-1, len(grp))
-        rows.append(g[ii[off]])  # probe index of each ordered pair
-        scores.append(gram[off])
-        pair_scores.append(gram[torch.triu(torch.ones_like(off), 1)])
-    if not rows:
+    pairs = same_identity_pairs(probes, ids, device)
+    if not pairs['rows'].numel():
         raise ValueError('no identity has two or more probe images; '
                          'identification needs same-identity pairs.')
-    rows, scores = torch.cat(rows), torch.cat(scores)
-    genuine = torch.cat(pair_scores)
+    rows, scores = pairs['rows'], pairs['scores']
+    genuine = pairs['pair_scores']
+    n_ids = pairs['num_identities']
 
     # one pass over the distractors
     n_probe, n_dis = len(probes), len(dis)

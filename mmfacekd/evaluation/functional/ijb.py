@@ -294,20 +294,19 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray,
     fps = np.r_[0, fps]
     tps = np.r_[0, tps]
     thresholds = np.r_[np.inf, thresholds]
-    with np.errstate(invalid='ignore', divide='ignore'):
-        if n_neg == 0:
-            warnings.warn('no impostor pairs: the FPR is undefined (NaN)',
-                          RuntimeWarning)
-            fpr = np.full(len(fps), np.nan)
-        else:
-            fpr = fps / n_neg
-        if n_pos == 0:
-            warnings.warn('no genuine pairs: the TPR is undefined (NaN)',
-                          RuntimeWarning)
-            tpr = np.full(len(tps), np.nan)
-        else:
-            tpr = tps / n_pos
+    fpr = _rate(fps, n_neg, 'no impostor pairs: the FPR')
+    tpr = _rate(tps, n_pos, 'no genuine pairs: the TPR')
     return fpr, tpr, thresholds
+
+
+def _rate(counts: np.ndarray, total: int, what: str) -> np.ndarray:
+    """``counts / total``; all NaN (with a warning) when ``total`` is 0."""
+    if total == 0:
+        warnings.warn(f'{what} is undefined (NaN)', RuntimeWarning,
+                      stacklevel=2)
+        return np.full(len(counts), np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return counts / total
 
 
 def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray,

@@ -4,13 +4,11 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
 
 from ..functional.bootstrap import (
-    DEFAULT_N_BOOT,
     cluster_mean_replicates,
     identification_tpr_replicates,
     percentile_ci,
@@ -20,8 +18,9 @@ from ..functional.identification import (
     fpr_key,
     identification_metrics,
     num_false_accepts_allowed,
+    same_identity_pairs,
 )
-from .scores import resolve_scores_dir, save_scores
+from .scores import BootstrapMetric, resolve_scores_dir, save_scores
 
 ROLES = ('probe', 'distractor')
 
@@ -56,24 +55,8 @@ def probe_level_scores(probe_feats: np.ndarray, probe_ids: np.ndarray,
 
     probes, dis = norm(probe_feats), norm(distractor_feats)
     dev = torch.device(device) if device else torch.device('cpu')
-    _, labels = np.unique(np.asarray(probe_ids), return_inverse=True)
-    labels = labels.reshape(-1)
-    order = np.argsort(labels, kind='stable')
-    bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    rows, scores, g_pairs, g_scores = [], [], [], []
-    for grp in np.split(order, bounds):
-        if len(grp) < 2:
-            continue
-        g = torch.from_numpy(grp)
-        feats = probes[g].to(dev)
-        gram = (feats @ feats.T).cpu()
-        off = ~torch.eye(len(grp), dtype=torch.bool)
-        ii = torch.arange(len(grp)).unsqueeze(1).expand(-1, len(grp))
-        rows.append(g[ii[off]])
-        scores.append(gram[off])
-        upper = torch.triu(torch.ones_like(off), 1)
-        g_pairs.append(torch.stack([g[ii[upper]], g[ii.T[upper]]], 1))
-        g_scores.append(gram[upper])
+    pairs = same_identity_pairs(probes, np.asarray(probe_ids), device)
+    rows, scores = pairs['rows'], pairs['scores']
     k = max(min(int(k_imp), len(dis)), min(int(r_max), len(dis)))
     top = None
     p_dev = probes.to(dev)
@@ -82,17 +65,16 @@ def probe_level_scores(probe_feats: np.ndarray, probe_ids: np.ndarray,
         v = block if top is None else torch.cat([top, block], 1)
         top = torch.topk(v, min(k, v.shape[1]), dim=1).values
     top = top.cpu()
-    rows, scores = torch.cat(rows), torch.cat(scores)
     r = min(int(r_max), top.shape[1])
     rank = 1 + (top[rows, :r] >= scores[:, None]).sum(1)
     return dict(pair_probe=rows.numpy(), pair_rank=rank.numpy(),
-                genuine_pairs=torch.cat(g_pairs).numpy(),
-                genuine_scores=torch.cat(g_scores).numpy(),
+                genuine_pairs=pairs['pairs'].numpy(),
+                genuine_scores=pairs['pair_scores'].numpy(),
                 top_impostors=top.numpy())
 
 
 @METRICS.register_module()
-class IdentificationMetric(BaseMetric):
+class IdentificationMetric(BootstrapMetric):
     """Rank-1 identification and TPR at FPR over probes + distractors.
 
     Consumes the samples of a (possibly mixed) test set whose
@@ -141,8 +123,9 @@ class IdentificationMetric(BaseMetric):
         bootstrap_seed (int): Seed (with the set name). Defaults to 0.
         dump_scores (bool): Write the per-pair ranks. Defaults to True.
         scores_dir (str, optional): Defaults to ``<work_dir>/scores``.
+        **kwargs: These five, ``collect_device`` and ``prefix``, passed
+            as keywords to :class:`~.scores.BootstrapMetric`.
     """
-    default_prefix: Optional[str] = None
 
     def __init__(self,
                  set_names: Union[str, Sequence[str], None] = None,
@@ -150,19 +133,8 @@ class IdentificationMetric(BaseMetric):
                  ranks: Sequence[int] = (1, ),
                  chunk: int = 4096,
                  device: Optional[str] = None,
-                 ci_level: Optional[float] = 0.95,
-                 n_bootstrap: int = DEFAULT_N_BOOT,
-                 bootstrap_seed: int = 0,
-                 dump_scores: bool = True,
-                 scores_dir: Optional[str] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
-        self.ci_level = ci_level
-        self.n_bootstrap = int(n_bootstrap)
-        self.bootstrap_seed = int(bootstrap_seed)
-        self.dump_scores = dump_scores
-        self.scores_dir = scores_dir
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         if isinstance(set_names, str):
             set_names = (set_names, )
         self.set_names = None if set_names is None else tuple(set_names)

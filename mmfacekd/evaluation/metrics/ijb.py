@@ -6,13 +6,11 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
 
 from ..functional.bootstrap import (
-    DEFAULT_N_BOOT,
     percentile_ci,
     tpr_at_fpr_replicates,
 )
@@ -24,7 +22,7 @@ from ..functional.ijb import (
     template_pooling,
     tpr_at_fpr,
 )
-from .scores import resolve_scores_dir, save_scores
+from .scores import BootstrapMetric, resolve_scores_dir, save_scores
 
 __all__ = ['IJBMetric', 'read_pair_file']
 
@@ -56,7 +54,7 @@ def read_pair_file(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @METRICS.register_module()
-class IJBMetric(BaseMetric):
+class IJBMetric(BootstrapMetric):
     """TPR@FPR of IJB-B / IJB-C 1:1 template verification.
 
     Consumes the images of one IJB set (``eval_protocol == 'ijb'`` and
@@ -101,8 +99,9 @@ class IJBMetric(BaseMetric):
         bootstrap_seed (int): Seed (with the set name). Defaults to 0.
         dump_scores (bool): Write the pair scores. Defaults to True.
         scores_dir (str, optional): Defaults to ``<work_dir>/scores``.
+        **kwargs: These five, ``collect_device`` and ``prefix``, passed
+            as keywords to :class:`~.scores.BootstrapMetric`.
     """
-    default_prefix: Optional[str] = None
 
     def __init__(self, pair_file: Optional[str] = None,
                  set_name: str = 'ijbc',
@@ -111,14 +110,8 @@ class IJBMetric(BaseMetric):
                  use_norm_score: bool = True,
                  use_detector_score: bool = True,
                  out_dir: Optional[str] = None,
-                 ci_level: Optional[float] = 0.95,
-                 n_bootstrap: int = DEFAULT_N_BOOT,
-                 bootstrap_seed: int = 0,
-                 dump_scores: bool = True,
-                 scores_dir: Optional[str] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         if pair_file is not None:
             warnings.warn(
                 'IJBMetric(pair_file=...) is deprecated: the IJBDataset '
@@ -133,11 +126,6 @@ class IJBMetric(BaseMetric):
         self.use_norm_score = use_norm_score
         self.use_detector_score = use_detector_score
         self.out_dir = out_dir
-        self.ci_level = ci_level
-        self.n_bootstrap = int(n_bootstrap)
-        self.bootstrap_seed = int(bootstrap_seed)
-        self.dump_scores = dump_scores
-        self.scores_dir = scores_dir
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         for ds in data_samples:

@@ -27,6 +27,7 @@ import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+from mmengine.evaluator import BaseMetric
 
 from ..functional.bootstrap import (
     DEFAULT_N_BOOT,
@@ -40,10 +41,46 @@ from ..functional.identification import fpr_key
 from ..functional.ijb import roc_curve, tpr_at_fpr
 
 __all__ = ['run_work_dir', 'resolve_scores_dir', 'save_scores',
-           'load_scores', 'paired_comparison', 'HEADLINE_IJB_FPR']
+           'load_scores', 'paired_comparison', 'HEADLINE_IJB_FPR',
+           'BootstrapMetric']
 
 #: the IJB FPR of the headline paired column
 HEADLINE_IJB_FPR = 1e-4
+
+
+class BootstrapMetric(BaseMetric):
+    """Base of the metrics with bootstrap intervals and score dumps.
+
+    Stores the arguments the verification, IJB and 1:N identification
+    metrics share (documented there); subclasses take their own arguments
+    and pass the rest on as keywords.
+
+    Args:
+        ci_level (float, optional): Interval level; None: no intervals.
+            Defaults to 0.95.
+        n_bootstrap (int): Replicates. Defaults to 1000.
+        bootstrap_seed (int): Seed (with the set name). Defaults to 0.
+        dump_scores (bool): Write the scores. Defaults to True.
+        scores_dir (str, optional): Defaults to ``<work_dir>/scores``.
+        collect_device (str): See :class:`BaseMetric`. Defaults to 'cpu'.
+        prefix (str, optional): See :class:`BaseMetric`.
+    """
+    default_prefix: Optional[str] = None
+
+    def __init__(self,
+                 ci_level: Optional[float] = 0.95,
+                 n_bootstrap: int = DEFAULT_N_BOOT,
+                 bootstrap_seed: int = 0,
+                 dump_scores: bool = True,
+                 scores_dir: Optional[str] = None,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.ci_level = ci_level
+        self.n_bootstrap = int(n_bootstrap)
+        self.bootstrap_seed = int(bootstrap_seed)
+        self.dump_scores = dump_scores
+        self.scores_dir = scores_dir
 
 
 def run_work_dir() -> Optional[str]:

@@ -3,17 +3,20 @@ from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
 from mmfacekd.registry import METRICS
 
 from ..functional.bootstrap import (
-    DEFAULT_N_BOOT,
     percentile_ci,
     verification_replicates,
 )
-from .scores import resolve_scores_dir, save_mean_sets, save_scores
+from .scores import (
+    BootstrapMetric,
+    resolve_scores_dir,
+    save_mean_sets,
+    save_scores,
+)
 
 
 def contiguous_folds(n: int, n_folds: int = 10) -> List[np.ndarray]:
@@ -97,7 +100,7 @@ def _to_numpy(x) -> np.ndarray:
 
 
 @METRICS.register_module()
-class VerificationMetric(BaseMetric):
+class VerificationMetric(BootstrapMetric):
     """Verification accuracy of one or more pair sets in a single val loop.
 
     Keeps one result per image (``set_name``, ``sample_idx``, embedding,
@@ -138,27 +141,17 @@ class VerificationMetric(BaseMetric):
         dump_scores (bool): Write the per-pair scores. Defaults to True.
         scores_dir (str, optional): Where they go. Defaults to
             ``<work_dir>/scores`` (nothing is written without a Runner).
+        **kwargs: These five, ``collect_device`` and ``prefix``, passed
+            as keywords to :class:`~.scores.BootstrapMetric`.
     """
-    default_prefix: Optional[str] = None
 
     def __init__(self, n_folds: int = 10, far_target: float = 1e-3,
                  mean_sets: Optional[Sequence[str]] = None,
-                 ci_level: Optional[float] = 0.95,
-                 n_bootstrap: int = DEFAULT_N_BOOT,
-                 bootstrap_seed: int = 0,
-                 dump_scores: bool = True,
-                 scores_dir: Optional[str] = None,
-                 collect_device: str = 'cpu',
-                 prefix: Optional[str] = None) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix)
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
         self.n_folds = n_folds
         self.far_target = far_target
         self.mean_sets = None if mean_sets is None else list(mean_sets)
-        self.ci_level = ci_level
-        self.n_bootstrap = int(n_bootstrap)
-        self.bootstrap_seed = int(bootstrap_seed)
-        self.dump_scores = dump_scores
-        self.scores_dir = scores_dir
         self._replicates: Dict[str, np.ndarray] = {}
         self._scores_dir: Optional[str] = None
 

@@ -3,13 +3,12 @@ import math
 from typing import Dict
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
 
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['CCKDLoss', 'taylor_rbf_correlation']
 
@@ -36,7 +35,7 @@ def taylor_rbf_correlation(x: Tensor, gamma: float = 0.4,
 
 
 @MODELS.register_module()
-class CCKDLoss(nn.Module):
+class CCKDLoss(BatchLoss):
     r"""Correlation congruence of `Correlation Congruence for Knowledge
     Distillation <https://arxiv.org/abs/1904.01802>`_ (Peng et al.,
     ICCV 2019).
@@ -70,15 +69,13 @@ class CCKDLoss(nn.Module):
 
     def __init__(self, gamma: float = 0.4, order: int = 2,
                  gather: bool = True, loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         if gamma <= 0:
             raise ValueError(f'gamma must be > 0, got {gamma}')
         if order < 0:
             raise ValueError(f'order must be >= 0, got {order}')
         self.gamma = float(gamma)
         self.order = int(order)
-        self.gather = bool(gather)
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student_embedding: Tensor,
                 teacher_embedding: Tensor) -> Dict[str, Tensor]:

@@ -2,19 +2,18 @@
 from typing import Dict
 
 import torch
-import torch.nn as nn
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
 
 from .rkd import pairwise_distances
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['DarkRankLoss']
 
 
 @MODELS.register_module()
-class DarkRankLoss(nn.Module):
+class DarkRankLoss(BatchLoss):
     r"""Hard list-wise rank transfer of `DarkRank: Accelerating Deep Metric
     Learning via Cross Sample Similarities Transfer
     <https://arxiv.org/abs/1707.01220>`_ (Chen, Wang & Zhang, AAAI 2018).
@@ -74,15 +73,13 @@ class DarkRankLoss(nn.Module):
                  normalize: bool = True,
                  gather: bool = True,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         if list_length < 1:
             raise ValueError(f'list_length must be >= 1, got {list_length}')
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.list_length = int(list_length)
         self.normalize = bool(normalize)
-        self.gather = bool(gather)
-        self.loss_weight = float(loss_weight)
 
     def scores(self, x: Tensor) -> Tensor:
         """(B, B) scores :math:`-\\alpha d^\\beta` (diagonal included)."""

@@ -68,14 +68,13 @@ import math
 from typing import Dict, Optional, Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
 
 from ..utils import gather_no_grad
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['EKDLoss', 'ekd_anchor_thresholds', 'ekd_rank']
 
@@ -119,7 +118,7 @@ def ekd_rank(sims: Tensor, anchors: Tensor, temperature: float) -> Tensor:
 
 
 @MODELS.register_module()
-class EKDLoss(nn.Module):
+class EKDLoss(BatchLoss):
     r"""Evaluation-oriented KD of *Evaluation-oriented Knowledge
     Distillation for Deep Face Recognition* (Huang et al., CVPR 2022).
 
@@ -158,7 +157,7 @@ class EKDLoss(nn.Module):
                  gather: bool = True,
                  log_fpr: Optional[float] = 1e-4,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         fprs = tuple(float(f) for f in fprs)
         if not fprs or any(not 0 < f < 1 for f in fprs):
             raise ValueError(f'fprs must be non-empty values in (0, 1), got '
@@ -177,8 +176,6 @@ class EKDLoss(nn.Module):
         self.num_hard_negatives = int(num_hard_negatives)
         self.pos_weight = float(pos_weight)
         self.neg_weight = float(neg_weight)
-        self.gather = bool(gather)
-        self.loss_weight = float(loss_weight)
         self.log_index: Optional[int] = None
         if log_fpr is not None:
             if log_fpr <= 0:

@@ -4,7 +4,6 @@ import math
 from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -12,7 +11,7 @@ from mmfacekd.registry import MODELS
 from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
 
 from ..utils import gather_no_grad
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['MarginDistillationLoss', 'load_class_centers']
 
@@ -45,7 +44,7 @@ def load_class_centers(path: str, key: Optional[str] = None) -> Tensor:
 
 
 @MODELS.register_module()
-class MarginDistillationLoss(nn.Module):
+class MarginDistillationLoss(BatchLoss):
     r"""Margin-softmax over the teacher's class centers of
     `MarginDistillation: distillation for margin-based softmax
     <https://arxiv.org/abs/2003.02586>`_ (Svitov & Alyamkin, arXiv 2020).
@@ -132,7 +131,7 @@ class MarginDistillationLoss(nn.Module):
                  grad_mode: str = 'straight_through',
                  gather: bool = True,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         if grad_mode not in ('straight_through', 'exact'):
             raise ValueError("grad_mode must be 'straight_through' or "
                              f"'exact', got {grad_mode!r}")
@@ -163,8 +162,6 @@ class MarginDistillationLoss(nn.Module):
         self.m_min = float(m_min)
         self.m_max = float(m_max)
         self.grad_mode = grad_mode
-        self.gather = bool(gather)
-        self.loss_weight = float(loss_weight)
 
     @property
     def num_classes(self) -> int:

@@ -2,14 +2,13 @@
 from typing import Dict, Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from mmfacekd.registry import MODELS
 
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['RKDLoss', 'pairwise_distances']
 
@@ -46,7 +45,7 @@ def _angle_block_sum(xs: Tensor, xt: Tensor, start: int,
 
 
 @MODELS.register_module()
-class RKDLoss(nn.Module):
+class RKDLoss(BatchLoss):
     r"""Distance- and angle-wise distillation of `Relational Knowledge
     Distillation <https://arxiv.org/abs/1904.05068>`_ (Park et al.,
     CVPR 2019).
@@ -114,15 +113,13 @@ class RKDLoss(nn.Module):
                  gather: bool = True,
                  angle_chunk: Optional[int] = None,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         if angle_chunk is not None and angle_chunk < 1:
             raise ValueError(f'angle_chunk must be >= 1, got {angle_chunk}')
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
         self.normalize = bool(normalize)
-        self.gather = bool(gather)
         self.angle_chunk = angle_chunk
-        self.loss_weight = float(loss_weight)
 
     @staticmethod
     def distance_term(xs: Tensor, xt: Tensor) -> Tensor:

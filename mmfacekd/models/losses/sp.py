@@ -2,13 +2,12 @@
 from typing import Dict
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
 
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['SPLoss', 'sp_similarity']
 
@@ -30,7 +29,7 @@ def sp_similarity(x: Tensor, normalize_features: bool = False,
 
 
 @MODELS.register_module()
-class SPLoss(nn.Module):
+class SPLoss(BatchLoss):
     r"""Similarity-preserving distillation of `Similarity-Preserving
     Knowledge Distillation <https://arxiv.org/abs/1907.09682>`_ (Tung & Mori,
     ICCV 2019).
@@ -74,11 +73,9 @@ class SPLoss(nn.Module):
                  normalize_rows: bool = True,
                  gather: bool = True,
                  loss_weight: float = 3000.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         self.normalize_features = bool(normalize_features)
         self.normalize_rows = bool(normalize_rows)
-        self.gather = bool(gather)
-        self.loss_weight = float(loss_weight)
 
     def forward(self, student_feat: Tensor,
                 teacher_feat: Tensor) -> Dict[str, Tensor]:

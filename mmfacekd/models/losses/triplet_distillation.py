@@ -3,14 +3,13 @@ follows the teacher."""
 from typing import Dict, Tuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
 
 from ..utils import gather_no_grad
-from .utils import prepare_embedding_pair
+from .utils import BatchLoss, prepare_embedding_pair
 
 __all__ = ['TripletDistillationLoss', 'embedding_distances']
 
@@ -31,7 +30,7 @@ def embedding_distances(x: Tensor, metric: str = 'squared_l2') -> Tensor:
 
 
 @MODELS.register_module()
-class TripletDistillationLoss(nn.Module):
+class TripletDistillationLoss(BatchLoss):
     r"""Triplet loss with a teacher-adaptive margin, after `Triplet
     Distillation for Deep Face Recognition
     <https://arxiv.org/abs/1905.04457>`_ (Feng et al., arXiv 2019).
@@ -91,7 +90,7 @@ class TripletDistillationLoss(nn.Module):
                  mining: str = 'all',
                  gather: bool = True,
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
+        super().__init__(gather=gather, loss_weight=loss_weight)
         if metric not in ('squared_l2', 'angle'):
             raise ValueError("metric must be 'squared_l2' or 'angle', got "
                              f'{metric!r}')
@@ -103,8 +102,6 @@ class TripletDistillationLoss(nn.Module):
         self.m_max = float(m_max)
         self.metric = metric
         self.mining = mining
-        self.gather = bool(gather)
-        self.loss_weight = float(loss_weight)
 
     def _triplets(self, ds: Tensor, labels: Tensor
                   ) -> Tuple[Tensor, Tensor, Tensor]:

@@ -2,12 +2,29 @@
 from typing import Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..utils import gather_no_grad, gather_with_grad
 
-__all__ = ['check_logits_pair', 'prepare_embedding_pair']
+__all__ = ['check_logits_pair', 'prepare_embedding_pair', 'BatchLoss']
+
+
+class BatchLoss(nn.Module):
+    """Base of the losses computed on a batch that may be gathered over
+    all ranks, scaled by a weight.
+
+    Args:
+        gather (bool): Compute on the batch gathered over all ranks.
+            Defaults to True.
+        loss_weight (float): Weight of the loss. Defaults to 1.0.
+    """
+
+    def __init__(self, gather: bool = True, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.gather = bool(gather)
+        self.loss_weight = float(loss_weight)
 
 
 def check_logits_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:

@@ -11,13 +11,7 @@ from mmfacekd.models.connectors.urfm import (
 )
 from mmfacekd.registry import MODELS
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _g(x, a, b, c):

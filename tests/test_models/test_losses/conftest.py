@@ -21,17 +21,6 @@ TINY_BACKBONES = dict(
              conv_sep_channels=32))
 
 
-@pytest.fixture(scope='module')
-def single_thread():
-    """One intra-op thread for the module: small tensors run faster and do
-    not depend on the load of a shared CPU. Opt in with
-    ``pytestmark = pytest.mark.usefixtures('single_thread')``."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='session')
 def tiny_recognizer() -> Callable[..., Dict[str, Any]]:
     """``build(kind, num_classes=4)``: config of a tiny FaceRecognizer with

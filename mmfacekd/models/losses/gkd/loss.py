@@ -194,17 +194,8 @@ class GKDLoss(nn.Module):
                      student_logits: Tensor,
                      teacher_logits: Tensor,
                      gt_label: Optional[Tensor] = None) -> Tensor:
-        """The primary-group mask this loss uses for a batch.
-
-        Args:
-            student_logits (Tensor): Student logits (B, C).
-            teacher_logits (Tensor): Teacher logits (B, C).
-            gt_label (Tensor, optional): Labels (B, ), needed with
-                ``force_target``. Defaults to None.
-
-        Returns:
-            Tensor: Bool mask (B, C).
-        """
+        """The primary-group mask this loss uses for a batch: a bool
+        tensor (B, C); the arguments are those of :meth:`forward`."""
         s, t = student_logits.detach(), teacher_logits.detach()
         stats = (softmax_stats(s, self.temperature),
                  softmax_stats(t, self.temperature))

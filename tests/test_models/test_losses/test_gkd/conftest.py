@@ -1,15 +1,11 @@
 """Fixtures of the GKD tests."""
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Small tensors: one intra-op thread is faster and load-independent."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread):
+    """Small tensors: every GKD test module runs on one intra-op thread
+    (``single_thread`` of tests/conftest.py)."""
 
 
 @pytest.fixture(params=['sort', 'band'])

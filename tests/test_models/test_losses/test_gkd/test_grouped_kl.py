@@ -84,15 +84,24 @@ def test_gradients_match_autograd_of_slow_implementation():
 
 
 # ------------------------------------------------------------ numerics
+def _confident_teacher(seed, shape, k, boost, student_scale):
+    """float64 student / teacher logits of ``shape`` whose teacher puts
+    almost all its mass on the first ``k`` classes (their logits raised by
+    ``boost``), and the mask of those ``k`` classes."""
+    gen = torch.Generator().manual_seed(seed)
+    student = student_scale * torch.randn(*shape, generator=gen, dtype=F64)
+    teacher = torch.randn(*shape, generator=gen, dtype=F64)
+    teacher[:, :k] += boost
+    mask = torch.zeros(*shape, dtype=torch.bool)
+    mask[:, :k] = True
+    return student, teacher, mask
+
+
 def test_tiny_group_shares_are_summed_directly():
     """A confident teacher puts ~1e-13 of its mass on Psi: Z_psi must not
     be taken as Z - Z_phi (float32 cancellation)."""
-    gen = torch.Generator().manual_seed(13)
-    student = 3 * torch.randn(4, 3000, generator=gen, dtype=F64)
-    teacher = torch.randn(4, 3000, generator=gen, dtype=F64)
-    teacher[:, :5] += 40.0
-    mask = torch.zeros(4, 3000, dtype=torch.bool)
-    mask[:, :5] = True
+    student, teacher, mask = _confident_teacher(13, (4, 3000), 5, 40.0,
+                                                student_scale=3)
     t64 = grouped_kl_terms(student, teacher, mask, 1.0)
     t32 = grouped_kl_terms(student.float(), teacher.float(), mask, 1.0)
     assert (t64.p_psi_t < 1e-12).all() and (t64.p_psi_t > 0).all()
@@ -105,12 +114,8 @@ def test_gradient_with_very_unbalanced_group_coefficients():
     """Secondary-KD weight on a Psi group holding 1e-15 of the teacher
     mass: the per-group gradient coefficients differ by ~1e15 and must be
     selected exactly, not as c_psi + m (c_phi - c_psi)."""
-    gen = torch.Generator().manual_seed(14)
-    student = 2 * torch.randn(3, 50, generator=gen, dtype=F64)
-    teacher = torch.randn(3, 50, generator=gen, dtype=F64)
-    teacher[:, :4] += 35.0
-    mask = torch.zeros(3, 50, dtype=torch.bool)
-    mask[:, :4] = True
+    student, teacher, mask = _confident_teacher(14, (3, 50), 4, 35.0,
+                                                student_scale=2)
     s_fast = student.clone().requires_grad_(True)
     terms = grouped_kl_terms(s_fast, teacher, mask, 1.0)
     (terms.primary_kd + terms.secondary_kd).sum().backward()

@@ -15,7 +15,7 @@ from mmfacekd.registry import MODELS
 
 from insightface_fill import deterministic_fill_, reference_input  # noqa: E402
 
-REF = json.load(open(osp.join(osp.dirname(__file__), '..', 'data',
+REF = json.load(open(osp.join(osp.dirname(__file__), '..', '..', 'data',
                               'insightface_reference.json')))
 
 CONFIGS = {

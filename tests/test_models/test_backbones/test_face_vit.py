@@ -11,7 +11,7 @@ from mmfacekd.registry import MODELS
 sys.path.insert(0, osp.dirname(__file__))
 from insightface_fill import deterministic_fill_, reference_input  # noqa: E402
 
-REF = json.load(open(osp.join(osp.dirname(__file__), '..', 'data',
+REF = json.load(open(osp.join(osp.dirname(__file__), '..', '..', 'data',
                               'insightface_reference.json')))
 TINY = dict(type='FaceViT', arch=dict(embed_dim=32, depth=4, num_heads=4),
             img_size=32, patch_size=8, num_features=16)
