@@ -14,7 +14,8 @@ def read_property(path: str) -> Optional[int]:
     """Return ``num_classes`` from an insightface ``property`` file, if any."""
     if not osp.isfile(path):
         return None
-    text = open(path).read().strip()
+    with open(path) as f:
+        text = f.read().strip()
     try:
         return int(text.split(',')[0])
     except ValueError:

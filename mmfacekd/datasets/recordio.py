@@ -230,3 +230,7 @@ class IndexedRecordReader:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def __del__(self) -> None:
+        # the file is opened lazily (per process) and otherwise left to GC
+        self.close()

@@ -44,7 +44,8 @@ def run_logged(cmd: Sequence[str], log_path: str,
                              stderr=subprocess.STDOUT,
                              env=dict(os.environ, **(env or {})))
     if ret.returncode != 0:
-        tail = open(log_path).read()[-3000:]
+        with open(log_path) as f:
+            tail = f.read()[-3000:]
         raise JobFailed(f'command failed ({ret.returncode}): '
                         f'{" ".join(cmd)}\nend of {log_path}:\n{tail}')
 
@@ -59,7 +60,8 @@ def last_checkpoint(work_dir: str,
     path = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(path):
         return None
-    ckpt = open(path).read().strip()
+    with open(path) as f:
+        ckpt = f.read().strip()
     if not osp.isabs(ckpt):
         ckpt = osp.join(_root(root), ckpt)
     return ckpt if osp.isfile(ckpt) else None
@@ -149,6 +151,7 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
         cmd += ['--name', name]
     run_logged(cmd + list(test_args), osp.join(work_dir, 'test.log'),
                root=root)
-    metrics = json.load(open(out))['metrics']
+    with open(out) as f:
+        metrics = json.load(f)['metrics']
     return dict(config=config, checkpoint=ckpt, metrics=metrics,
                 train_s=t1 - t0, test_s=time.time() - t1)

@@ -1,6 +1,7 @@
 """FaceDistributedDataParallel on CPU: 2 real gloo processes. device_ids is
 dropped for a CPU module, and the gradients (and the SGD step) are the
 average of the ranks' gradients, as computed by hand."""
+import datetime
 import os
 import socket
 
@@ -50,7 +51,8 @@ def _hand_grad(rank: int) -> torch.Tensor:
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
+    dist.init_process_group('gloo', rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         torch.set_num_threads(1)
         from mmfacekd.engine.wrappers import FaceDistributedDataParallel

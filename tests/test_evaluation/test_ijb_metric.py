@@ -1,5 +1,6 @@
 """IJB protocol: pooling by hand, metric + errors (the ROC / TPR@FPR
 rule: tests/test_evaluation/test_functional/test_ijb_roc.py)."""
+import datetime
 import json
 import os
 import socket
@@ -91,7 +92,8 @@ def test_separable_templates_give_full_tpr(tmp_path):
     assert set(out) == keys | {f'{k}_ci_{s}' for k in keys
                                for s in ('low', 'high')}
     assert all(v == 100.0 for v in out.values())  # CIs of a perfect ROC too
-    saved = json.load(open(tmp_path / 'ijbc_ijb.json'))
+    with open(tmp_path / 'ijbc_ijb.json') as f:
+        saved = json.load(f)
     assert saved['templates'] == 24 and saved['genuine_pairs'] == 36
     assert os.path.getsize(tmp_path / 'ijbc_roc.png') > 1000
 
@@ -119,7 +121,8 @@ def _free_port():
 
 def _worker(rank, world, port, pair_file, out):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
+    dist.init_process_group('gloo', rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         samples, _ = make_samples(separable=False, seed=3)
         metric = IJBMetric(pair_file)

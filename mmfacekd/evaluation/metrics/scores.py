@@ -142,7 +142,8 @@ def load_scores(scores_dir: str) -> Dict[str, Dict[str, np.ndarray]]:
                 out[fn[:-4]] = {k: z[k] for k in z.files}
     mean = osp.join(scores_dir, 'mean.json')
     if osp.isfile(mean):
-        out['__mean__'] = json.load(open(mean))
+        with open(mean) as f:
+            out['__mean__'] = json.load(f)
     return out
 
 

@@ -3,6 +3,7 @@
 This folder is a package (``__init__.py``) so that this conftest does not
 shadow the top-level ``conftest`` module that other tests import from.
 """
+import datetime
 import os
 import socket
 from typing import Any, Callable, Dict, List
@@ -45,7 +46,8 @@ def _free_port() -> int:
 def _gloo_worker(rank: int, world: int, port: int, fn: Callable,
                  out_dir: str) -> None:
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
+    dist.init_process_group('gloo', rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         torch.set_num_threads(1)
         torch.save(fn(rank, world), os.path.join(out_dir, f'rank{rank}.pth'))

@@ -1,4 +1,5 @@
 """gather_with_grad: 2 gloo processes vs one process on the whole batch."""
+import datetime
 import os
 import socket
 
@@ -36,7 +37,8 @@ def _weight():
 
 def _worker(rank, world, port, out_dir):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world)
+    dist.init_process_group('gloo', rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=120))
     try:
         full = _full_batch()
         shard = full[:3] if rank == 0 else full[3:]
