@@ -84,6 +84,15 @@ def _is_final(ckpt: str, final_epoch: Optional[int]) -> bool:
     return int(name[len('epoch_'):-len('.pth')]) >= final_epoch
 
 
+def _same_json(path: str, obj: dict) -> bool:
+    """Whether ``path`` holds exactly ``obj`` as JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f) == json.loads(json.dumps(obj))
+    except (OSError, ValueError):
+        return False
+
+
 def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
                    train: bool = True, procs: int = 1,
                    train_args: Sequence[str] = ('--no-validate', ),
@@ -149,8 +158,14 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
            work_dir, '--out', out, '--no-progress']
     if name:
         cmd += ['--name', name]
-    run_logged(cmd + list(test_args), osp.join(work_dir, 'test.log'),
-               root=root)
+    cmd += list(test_args)
+    # an evaluation of this very checkpoint with this very command is reused
+    stamp = osp.join(work_dir, 'eval.cmd.json')
+    key = dict(cmd=cmd[1:], ckpt_mtime=osp.getmtime(osp.join(root, ckpt)))
+    if retrain or not _same_json(stamp, key) or not osp.isfile(out):
+        run_logged(cmd, osp.join(work_dir, 'test.log'), root=root)
+        with open(stamp, 'w') as f:
+            json.dump(key, f)
     with open(out) as f:
         metrics = json.load(f)['metrics']
     return dict(config=config, checkpoint=ckpt, metrics=metrics,

@@ -51,3 +51,34 @@ def test_root_comes_from_the_caller_not_the_package(tmp_path, monkeypatch):
     run_logged([sys.executable, '-c', 'import os; print(os.getcwd())'],
                str(log), root=str(root))
     assert log.read_text().strip() == str(root)
+
+
+def test_an_identical_evaluation_is_reused(tmp_path):
+    """The test step reruns only when the checkpoint or the command change."""
+    root = tmp_path / 'checkout'
+    (root / 'configs').mkdir(parents=True)
+    (root / 'tools').mkdir()
+    (root / 'configs' / 'x.py').write_text(
+        'train_cfg = dict(max_epochs=1)\n')
+    # a stand-in tools/test.py: counts its runs, writes the --out JSON
+    (root / 'tools' / 'test.py').write_text(
+        'import json, sys\n'
+        'args = sys.argv[1:]\n'
+        "open('calls.txt', 'a').write(' '.join(args) + '\\n')\n"
+        "json.dump(dict(metrics={'m': 1.0}), "
+        "open(args[args.index('--out') + 1], 'w'))\n")
+    work = root / 'w'
+    work.mkdir()
+    ckpt = work / 'epoch_1.pth'
+    ckpt.write_bytes(b'x')
+    (work / 'last_checkpoint').write_text(str(ckpt))
+
+    def run(**kw):
+        job_runner.train_and_test('configs/x.py', 'w', root=str(root), **kw)
+        return len((root / 'calls.txt').read_text().splitlines())
+
+    assert run() == 1
+    assert run() == 1  # same checkpoint, same command: reused
+    assert run(test_args=['--suite', 's.py']) == 2  # another suite
+    os.utime(ckpt, (1, 1))  # another checkpoint file
+    assert run(test_args=['--suite', 's.py']) == 3

@@ -27,8 +27,9 @@ synthetic preset: 'Student MBF'; default: the first non-teacher row).
 Seeds: ``--seeds 3`` (seeds 0, 1, 2) or ``--seeds 0 1 2`` trains the rows
 named by ``--seeded`` (synthetic preset: the student, KD and GKD; default:
 every non-teacher row) once per seed (``--cfg-options randomness.seed=S``,
-work dirs ``<work-root>/<config name>_seed<S>``); the other rows stay
-single-seed in ``<work-root>/<config name>``. Then ``comparison.md`` also
+work dirs ``<work-root>/<config name>_seed<S>``, except seed 0 — the
+configs' own seed — which is ``<work-root>/<config name>``, the run ``make
+demo`` leaves); the other rows stay single-seed there too. Then ``comparison.md`` also
 holds an across-seed table: ``mean ± std`` (ddof 1) over the seeds of every
 metric and of each seed's paired Δ against the student of the same seed.
 
@@ -229,8 +230,10 @@ def main() -> None:
     for name, config in jobs:
         stem = osp.splitext(osp.basename(config))[0]
         if name in seeded:
-            runs += [(name, config, s, osp.join(work_root, f'{stem}_seed{s}'))
-                     for s in seeds]
+            # seed 0 is the configs' own (default_runtime): the unseeded dir
+            runs += [(name, config, s, osp.join(
+                work_root, stem if s == 0 else f'{stem}_seed{s}'))
+                for s in seeds]
         else:
             runs.append((name, config, None, osp.join(work_root, stem)))
 
