@@ -30,8 +30,9 @@ every non-teacher row) once per seed (``--cfg-options randomness.seed=S``,
 work dirs ``<work-root>/<config name>_seed<S>``, except seed 0 — the
 configs' own seed — which is ``<work-root>/<config name>``, the run ``make
 demo`` leaves); the other rows stay single-seed there too. Then
-``comparison.md`` also holds an across-seed table: ``mean ± std`` (ddof 1) over the seeds of every
-metric and of each seed's paired Δ against the student of the same seed.
+``comparison.md`` also holds an across-seed table: ``mean ± std``
+(ddof 1) over the seeds of every metric and of each seed's paired Δ
+against the student of the same seed.
 
     # 3 seeds of student, KD and GKD (+ the other methods once)
     python tools/analysis/run_comparison.py --preset synthetic --seeds 3
