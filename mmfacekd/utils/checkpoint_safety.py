@@ -99,8 +99,12 @@ def load_checkpoint_safely(path: str, map_location: Any = 'cpu') -> Any:
     import os.path as osp
 
     from mmengine.runner.checkpoint import _load_checkpoint
+    # torch's safe_globals() context removes its globals again on exit, so
+    # pass only those not allowed already (e.g. by register_safe_globals)
+    allowed = set(torch.serialization.get_safe_globals())
+    extra = [g for g in safe_globals() if g not in allowed]
     try:
-        with torch.serialization.safe_globals(safe_globals()):
+        with torch.serialization.safe_globals(extra):
             if osp.isfile(path):
                 return torch.load(path, map_location=map_location,
                                   weights_only=True)

@@ -78,6 +78,20 @@ def test_refuses_a_pickle_that_runs_code(tmp_path):
         assert 're-save' in str(err.value)
 
 
+def test_safe_load_keeps_a_process_wide_allow_list(tmp_path):
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    from mmfacekd.utils import register_safe_globals
+    register_safe_globals()
+    path = str(tmp_path / 'c.pth')
+    buf = HistoryBuffer()
+    buf.update(2.0)
+    torch.save(dict(log=buf), path)
+    assert load_checkpoint_safely(path)['log'].current() == 2.0
+    # still allowed for MMEngine's own loaders afterwards
+    assert HistoryBuffer in torch.serialization.get_safe_globals()
+
+
 def test_safe_checkpoint_hook_registers_before_the_run():
     from mmengine.logging.history_buffer import HistoryBuffer
 
