@@ -7,7 +7,7 @@
 #   make lint        ruff (pycodestyle, pyflakes, isort order; ruff.toml)
 #   make comparison  every distillation method on the synthetic set, masked
 #                    sets included, 3 seeds of student / KD / GKD
-#                    (reuses make demo's finished runs; about 1.5 h on 2 cores)
+#                    (reuses make demo's finished runs; duration unmeasured)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
