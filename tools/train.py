@@ -10,6 +10,7 @@ from mmfacekd.utils import (
     init_cpu_dist_if_needed,
     register_all_modules,
     register_safe_globals,
+    tune_cpu_malloc,
 )
 
 
@@ -71,6 +72,7 @@ def main() -> None:
     args = parse_args()
     register_all_modules(init_default_scope=False)
     register_safe_globals()  # weights_only loads of MMEngine checkpoints
+    tune_cpu_malloc()  # CPU only: no mmap/munmap per activation
     cfg = merge_args(Config.fromfile(args.config), args)
     init_cpu_dist_if_needed(cfg.launcher)
     runner = Runner.from_cfg(cfg)

@@ -10,7 +10,7 @@ _base_ = [
 model = dict(
     type='FaceDistiller',
     data_preprocessor=dict(type='FaceDataPreprocessor', mean=127.5, std=128.0,
-                           resize_to=64),
+                           resize_to=64, channels_last=True),
     student=dict(
         type='FaceRecognizer',
         backbone=dict(type='MobileFaceNet', input_size=64, num_features=128,
