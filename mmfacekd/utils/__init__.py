@@ -11,5 +11,6 @@ from .setup_env import register_all_modules
 
 __all__ = ['load_checkpoint_safely', 'register_safe_globals', 'safe_globals',
            'register_all_modules',
-           'init_cpu_dist_if_needed', 'tune_cpu_malloc', 'compute_class_prototypes',
+           'init_cpu_dist_if_needed', 'tune_cpu_malloc',
+           'compute_class_prototypes',
            'JobFailed', 'last_checkpoint', 'train_and_test']

@@ -30,10 +30,9 @@ def measure(config: str, channels_last: bool, batch: int, test_batch: int,
     """ms per train step and per test batch of ``config`` in this process."""
     import torch
     from mmengine.config import Config
-
-    from mmfacekd.registry import MODELS
     from mmpretrain.structures import DataSample
 
+    from mmfacekd.registry import MODELS
     from mmfacekd.utils import register_all_modules, tune_cpu_malloc
     register_all_modules()
     tune_cpu_malloc()  # a no-op when MMFACEKD_CPU_MALLOC=0
