@@ -3,9 +3,11 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from mmfacekd.models.distillers.teacher_cache import check_cache_config
 from mmfacekd.utils import (
     init_cpu_dist_if_needed,
     register_all_modules,
@@ -23,7 +25,9 @@ def parse_args() -> argparse.Namespace:
         help='resume from the latest checkpoint in the work_dir, or from the '
         'given checkpoint path')
     parser.add_argument('--amp', action='store_true',
-                        help='enable automatic mixed precision training')
+                        help='mixed precision: float16 + dynamic loss scale '
+                        '(AmpOptimWrapper) on GPU, bfloat16 autocast '
+                        '(AutocastOptimWrapper) on CPU')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate with the total '
                         'batch size')
@@ -51,8 +55,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        if torch.cuda.is_available():  # float16 with a dynamic loss scaler
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        else:  # CPU: bfloat16 autocast, no scaler needed
+            cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+            cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -74,6 +82,7 @@ def main() -> None:
     register_safe_globals()  # weights_only loads of MMEngine checkpoints
     tune_cpu_malloc()  # CPU only: no mmap/munmap per activation
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_cache_config(cfg)  # model.teacher_cache vs the train pipeline
     init_cpu_dist_if_needed(cfg.launcher)
     runner = Runner.from_cfg(cfg)
     runner.train()

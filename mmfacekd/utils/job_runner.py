@@ -99,7 +99,8 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
                    test_config: Optional[str] = None,
                    test_args: Sequence[str] = (),
                    name: Optional[str] = None,
-                   root: Optional[str] = None) -> Dict:
+                   root: Optional[str] = None,
+                   teacher_cache: Optional[str] = None) -> Dict:
     """Train ``config`` into ``work_dir`` (unless done) and evaluate it.
 
     Args:
@@ -115,6 +116,10 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
         test_config (str, optional): Evaluate with this config instead of
             ``config`` (e.g. a config whose test set is the full suite).
         name (str, optional): Row name for ``tools/test.py``'s summary.
+        teacher_cache (str, optional): Train reading the teacher from this
+            cache (``model.teacher_cache``); ``tools/misc/cache_teacher.py``
+            runs first (a no-op when the cache is complete and current).
+            Its time is part of ``train_s``.
         root (str, optional): The repository root: ``config``, ``tools/``
             and relative ``work_dir``s are resolved against it and the tools
             run in it. The calling tool passes its own checkout; defaults
@@ -146,7 +151,18 @@ def train_and_test(config: str, work_dir: str, *, retrain: bool = False,
         else:
             cmd, env = [py, 'tools/train.py', config, '--work-dir',
                         work_dir], None
-        run_logged(cmd + list(train_args) + (['--resume'] if resume else []),
+        train_args = list(train_args)
+        if teacher_cache is not None:
+            run_logged([py, 'tools/misc/cache_teacher.py', config, '--out',
+                        teacher_cache, '--no-progress'],
+                       osp.join(work_dir, 'cache_teacher.log'), root=root)
+            option = f'model.teacher_cache={teacher_cache}'
+            if '--cfg-options' in train_args:  # one --cfg-options list
+                train_args.insert(train_args.index('--cfg-options') + 1,
+                                  option)
+            else:
+                train_args += ['--cfg-options', option]
+        run_logged(cmd + train_args + (['--resume'] if resume else []),
                    osp.join(work_dir, 'train.log'), env, root)
         ckpt = last_checkpoint(work_dir, root)
         if ckpt is None:

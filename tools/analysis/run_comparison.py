@@ -52,12 +52,18 @@ sys.path.insert(0, ROOT)
 from mmfacekd.evaluation import (paired_comparison,  # noqa
                                  seed_summary_markdown, summary_columns,
                                  summary_markdown)
+from mmengine.config import Config  # noqa: E402
+
+from mmfacekd.models.distillers.teacher_cache import cache_compatible  # noqa
 from mmfacekd.utils.job_runner import JobFailed, train_and_test  # noqa
 
 # The synthetic preset: the demo teacher (published where the demo
 # distillers load it), the student alone, then every distillation method.
 SYNTHETIC_TEACHER = ('configs/demo/arcface_r18_synth.py',
                      'checkpoints/demo/arcface_r18_synth.pth')
+# the cache make demo writes; every method that can (no teacher recorders,
+# no trainable teacher) reads its teacher from it
+SYNTHETIC_CACHE = 'work_dirs/demo/teacher_cache/arcface_r18_synth.npy'
 SYNTHETIC_METHODS = [
     ('Student MBF', 'configs/demo/arcface_mbf_synth.py'),
     ('KD', 'configs/demo/kd_r18_mbf_synth.py'),
@@ -73,9 +79,10 @@ SYNTHETIC_METHODS = [
     ('DKD', 'configs/demo/dkd_r18_mbf_synth.py'),
     ('EKD', 'configs/demo/ekd_r18_mbf_synth.py'),
     ('GKD', 'configs/demo/gkd_r18_mbf_synth.py'),
+    ('GKD margin logits', 'configs/demo/gkd_margin_r18_mbf_synth.py'),
 ]
 SYNTHETIC_STUDENT = 'Student MBF'
-SYNTHETIC_SEEDED = ('Student MBF', 'KD', 'GKD')
+SYNTHETIC_SEEDED = ('Student MBF', 'KD', 'GKD', 'GKD margin logits')
 
 
 def parse_args() -> argparse.Namespace:
@@ -244,13 +251,18 @@ def main() -> None:
         if seed is not None:
             train_args += ['--cfg-options', f'randomness.seed={seed}']
         label = name if seed is None else f'{name} (seed {seed})'
+        cache = None
+        if args.preset == 'synthetic' and cache_compatible(
+                Config.fromfile(osp.join(ROOT, config))):
+            cache = SYNTHETIC_CACHE
         try:
             rec = train_and_test(
                 config, work_dir, retrain=args.retrain,
                 train=not args.eval_only, procs=args.procs,
                 train_args=train_args,
                 test_args=['--suite', args.suite] if args.suite else (),
-                test_config=args.test_config, name=label, root=ROOT)
+                test_config=args.test_config, name=label, root=ROOT,
+                teacher_cache=cache)
         except (JobFailed, FileNotFoundError) as e:
             if not args.keep_going:
                 sys.exit(str(e))

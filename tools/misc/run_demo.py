@@ -5,7 +5,8 @@
    bundle, each in its real on-disk format.
 2. Train each demo model with the real Runner (``tools/train.py``), unless
    its work dir already has a finished checkpoint: the CNN teacher, the
-   student alone, KD and GKD (the main job).
+   student alone, KD and GKD (the main job). KD and GKD read the teacher's
+   embeddings from a cache written once (``tools/misc/cache_teacher.py``).
 3. Evaluate each with ``tools/test.py`` on the synthetic suite: three
    3,000-pair verification sets, the IJB-style bundle (TPR@FPR) and the 1:N
    set (Rank-1, TPR@FPR), every number with its 95 % bootstrap CI and, for
@@ -46,11 +47,18 @@ WORK = osp.join(ROOT, 'work_dirs', 'demo')
 # (row name, config, where to publish the final checkpoint); teachers come
 # before the students that load them from checkpoints/demo/.
 TEACHER_CKPT = osp.join('checkpoints', 'demo', 'arcface_r18_synth.pth')
+# KD and GKD read the teacher's embeddings from one cache
+# (tools/misc/cache_teacher.py, written once after the teacher trained)
+# instead of running the teacher backbone every step
+TEACHER_CACHE = osp.join('work_dirs', 'demo', 'teacher_cache',
+                         'arcface_r18_synth.npy')
 STAGES = [
-    ('teacher IR18-w16', 'configs/demo/arcface_r18_synth.py', TEACHER_CKPT),
-    ('student MBF-slim', 'configs/demo/arcface_mbf_synth.py', None),
-    ('KD (T=4)', 'configs/demo/kd_r18_mbf_synth.py', None),
-    ('GKD (tau=0.93, T=4)', 'configs/demo/gkd_r18_mbf_synth.py', None),
+    ('teacher IR18-w16', 'configs/demo/arcface_r18_synth.py', TEACHER_CKPT,
+     None),
+    ('student MBF-slim', 'configs/demo/arcface_mbf_synth.py', None, None),
+    ('KD (T=4)', 'configs/demo/kd_r18_mbf_synth.py', None, TEACHER_CACHE),
+    ('GKD (tau=0.93, T=4)', 'configs/demo/gkd_r18_mbf_synth.py', None,
+     TEACHER_CACHE),
 ]
 # the plain student, and the rows compared with it pair by pair
 STUDENT = 'student MBF-slim'
@@ -110,10 +118,11 @@ def main() -> None:
         if missing or time.time() - t0 > 1:
             timings['generate data'] = time.time() - t0
         rows = []
-        for name, config, publish in STAGES:
+        for name, config, publish, cache in STAGES:
             stem = osp.splitext(osp.basename(config))[0]
             rec = train_and_test(config, osp.join(WORK, stem),
-                                 retrain=args.retrain, name=name, root=ROOT)
+                                 retrain=args.retrain, name=name, root=ROOT,
+                                 teacher_cache=cache)
             if publish:
                 dst = osp.join(ROOT, publish)
                 os.makedirs(osp.dirname(dst), exist_ok=True)

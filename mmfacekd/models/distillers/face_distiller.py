@@ -15,6 +15,12 @@ from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
 from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
 from .recorder import build_recorders
+from .teacher_cache import (
+    TeacherCacheError,
+    TeacherEmbeddingCache,
+    preprocessing_fingerprint,
+    teacher_fingerprint,
+)
 
 NETWORK_OUTPUTS = ('embedding', 'logits', 'margin_logits')
 
@@ -158,7 +164,22 @@ class FaceDistiller(BaseModel):
         eval_teacher (bool): **Removed** — True is an error that names its
             replacement, ``custom_hooks=[dict(type='TeacherEvalHook')]``.
             Defaults to False.
+        teacher_cache (str, optional): A teacher-embedding cache
+            (``tools/misc/cache_teacher.py``): ``teacher.embedding`` of each
+            sample is read from it (the row of its ``sample_idx``, the view
+            of its ``flip``) and ``teacher.logits``/``margin_logits`` come
+            from the teacher's head; the teacher backbone is neither run nor
+            kept. Checked against ``teacher_ckpt`` (SHA-256), the teacher
+            config, the preprocessing and, per sample, the record read.
+            Refused with teacher recorders, trainable or prompted teachers
+            (they need the backbone). Defaults to None.
         data_preprocessor (dict, optional): Defaults to FaceDataPreprocessor.
+
+    Mixed precision (``tools/train.py --amp``): the teacher runs under the
+    optimizer wrapper's autocast and ``inference_mode`` (``no_grad`` when
+    teacher recorders or trainable teacher parameters need normal
+    tensors); every distillation loss gets float32 inputs and runs with
+    autocast off.
     """
 
     def __init__(self,
@@ -176,6 +197,7 @@ class FaceDistiller(BaseModel):
                  save_teacher: bool = False,
                  eval_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
+                 teacher_cache: Optional[str] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(
             data_preprocessor=build_face_data_preprocessor(data_preprocessor),
@@ -214,6 +236,10 @@ class FaceDistiller(BaseModel):
             for p in params:
                 p.requires_grad_(True)
         self.teacher.eval()
+        self.teacher_cache: Optional[TeacherEmbeddingCache] = None
+        if teacher_cache is not None:
+            self._use_teacher_cache(teacher_cache, teacher, teacher_ckpt,
+                                    teacher_revise_keys, recorders)
         self.save_teacher = save_teacher
         if eval_teacher:
             raise ValueError(
@@ -255,6 +281,34 @@ class FaceDistiller(BaseModel):
         self.register_load_state_dict_post_hook(self._ignore_missing_teacher)
 
     # ------------------------------------------------------------------ setup
+    def _use_teacher_cache(self, path: str, teacher_cfg: dict,
+                           teacher_ckpt: Optional[str], revise_keys: Sequence,
+                           recorders: Optional[dict]) -> None:
+        """Check a cache can stand in for the teacher backbone; drop it."""
+        why = None
+        on_teacher = [n for n, r in (recorders or {}).items()
+                      if str(r.get('source', '')).startswith('teacher.')]
+        if on_teacher:
+            why = (f'recorders {on_teacher} read intermediate teacher '
+                   'features, which the cache does not hold')
+        elif self.teacher_trainable:
+            why = (f'teacher_trainable={list(self.teacher_trainable)} trains '
+                   'teacher parameters, so its embeddings change')
+        elif self._teacher_prompted():
+            why = 'the teacher is prompted (APT), its features change'
+        if why is not None:
+            raise TeacherCacheError(
+                f'model.teacher_cache cannot be used here: {why}; remove '
+                '`teacher_cache` (the live teacher runs).')
+        self.teacher_cache = TeacherEmbeddingCache(
+            path,
+            teacher=teacher_fingerprint(teacher_cfg, teacher_ckpt,
+                                        revise_keys),
+            preprocessing=preprocessing_fingerprint(self.data_preprocessor))
+        # the cache replaces the backbone: free it
+        self.teacher.backbone = _NoBackbone(path)
+        self.teacher.neck = None
+
     def available_inputs(self) -> List[str]:
         names = [f'student.{o}' for o in NETWORK_OUTPUTS]
         names += ['teacher.embedding', 'gt_label']
@@ -364,7 +418,8 @@ class FaceDistiller(BaseModel):
         values = {'gt_label': gt, 'student.embedding': s_emb,
                   'student.logits': s_out['logits'],
                   'student.margin_logits': s_out['margin_logits']}
-        values.update(self._teacher_forward(inputs, gt, self._needed()))
+        values.update(self._teacher_forward(inputs, gt, self._needed(),
+                                            data_samples))
         for name, rec in self.recorders.items():
             values[f'recorder.{name}'] = rec.data
         return losses, values
@@ -380,9 +435,11 @@ class FaceDistiller(BaseModel):
 
         scale = self.distill_weight_scale
         for name, loss_mod in self.distill_losses.items():
-            kwargs = {arg: values[src]
+            # loss math in float32, whatever autocast the step runs under
+            kwargs = {arg: _float32(values[src])
                       for arg, src in self.loss_inputs[name].items()}
-            out = loss_mod(**kwargs)
+            with torch.autocast(inputs.device.type, enabled=False):
+                out = loss_mod(**kwargs)
             if isinstance(out, dict):
                 out = dict(out)
                 losses[f'distill.loss_{name}'] = scale * out.pop('loss')
@@ -398,8 +455,16 @@ class FaceDistiller(BaseModel):
         return bool(getattr(self.teacher.backbone, 'prompts_enabled', False))
 
     def _teacher_outputs(self, inputs: torch.Tensor, gt: torch.Tensor,
-                         needed: set) -> Dict[str, torch.Tensor]:
-        t_emb = self.teacher.extract_feat(inputs)
+                         needed: set, data_samples: Optional[List] = None
+                         ) -> Dict[str, torch.Tensor]:
+        if self.teacher_cache is not None:
+            t_emb = self.teacher_cache.lookup(data_samples, inputs.device)
+        elif self._frozen_inference():
+            with torch.inference_mode():
+                t_emb = self.teacher.extract_feat(inputs)
+            t_emb = t_emb.clone()  # a normal tensor, usable by autograd
+        else:
+            t_emb = self.teacher.extract_feat(inputs)
         out = {'teacher.embedding': t_emb}
         if needed & {'teacher.logits', 'teacher.margin_logits'}:
             t_out = self.teacher.get_logits(t_emb, gt)
@@ -407,13 +472,22 @@ class FaceDistiller(BaseModel):
             out['teacher.margin_logits'] = t_out['margin_logits']
         return out
 
+    def _frozen_inference(self) -> bool:
+        """Whether the teacher backbone may run under ``inference_mode``:
+        nothing trains in it and no recorder keeps its features."""
+        return not any(p.requires_grad for p in self.teacher.parameters()) \
+            and not any(r.network == 'teacher'
+                        for r in self.recorders.values())
+
     def _teacher_forward(self, inputs: torch.Tensor, gt: torch.Tensor,
-                         needed: set) -> Dict[str, torch.Tensor]:
+                         needed: set, data_samples: Optional[List] = None
+                         ) -> Dict[str, torch.Tensor]:
         """Teacher outputs; recorders end up holding the prompted pass."""
         trainable = any(p.requires_grad for p in self.teacher.parameters())
         if not self._teacher_prompted():
             with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
-                return self._teacher_outputs(inputs, gt, needed)
+                return self._teacher_outputs(inputs, gt, needed,
+                                             data_samples)
         out = {}
         reads_outputs = needed & {'teacher.embedding', 'teacher.logits',
                                   'teacher.margin_logits'}
@@ -430,6 +504,11 @@ class FaceDistiller(BaseModel):
     def predict(self, inputs: torch.Tensor,
                 data_samples: Optional[List] = None) -> List:
         samples = self.student.predict(inputs, data_samples)
+        if self.predict_teacher and self.teacher_cache is not None:
+            raise RuntimeError(
+                'TeacherEvalHook: the teacher cannot be evaluated with '
+                'model.teacher_cache set (its backbone is not loaded); '
+                'remove the hook or the cache.')
         if self.predict_teacher:
             if self._teacher_prompted():
                 with self.teacher.backbone.without_prompts():
@@ -442,3 +521,25 @@ class FaceDistiller(BaseModel):
                 ds.set_field(n.float().cpu(), 'teacher_xnorm',
                              field_type='data')
         return samples
+
+
+def _float32(value):
+    """Floating tensors as float32 (autocast may hand in half/bfloat16)."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point() \
+            and value.dtype != torch.float32:
+        return value.float()
+    return value
+
+
+class _NoBackbone(nn.Module):
+    """Stands in for a teacher backbone replaced by a teacher cache."""
+
+    def __init__(self, cache: str) -> None:
+        super().__init__()
+        self.cache = cache
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError(
+            f'The teacher backbone is not loaded: model.teacher_cache='
+            f'{self.cache!r} stands in for it, so only teacher.embedding/'
+            'logits/margin_logits are available.')

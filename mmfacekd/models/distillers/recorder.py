@@ -25,9 +25,12 @@ class ModuleOutputRecorder:
         root (nn.Module): The network holding the module (student or teacher).
         module_path (str): Dotted module name inside ``root``, e.g.
             ``'backbone.layer3'``.
+        network (str): Which network ``root`` is (``'student'`` or
+            ``'teacher'``). Defaults to ''.
     """
 
-    def __init__(self, root: nn.Module, module_path: str) -> None:
+    def __init__(self, root: nn.Module, module_path: str,
+                 network: str = '') -> None:
         modules = dict(root.named_modules())
         if module_path not in modules:
             near = [
@@ -38,6 +41,7 @@ class ModuleOutputRecorder:
                 f'Recorder: no module named {module_path!r}; some available '
                 f'names: {near[:12]}')
         self.module_path = module_path
+        self.network = network
         self.module = modules[module_path]
         self.data: Optional[torch.Tensor] = None
         self._handle = None
@@ -149,5 +153,5 @@ def build_recorders(networks: Dict[str, nn.Module],
         if net not in networks:
             raise KeyError(f'Recorder {name!r}: source {source!r} must start '
                            f'with one of {sorted(networks)}')
-        recorders[name] = ModuleOutputRecorder(networks[net], path)
+        recorders[name] = ModuleOutputRecorder(networks[net], path, net)
     return RecorderManager(recorders)

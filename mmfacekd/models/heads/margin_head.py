@@ -119,8 +119,13 @@ class MarginHead(BaseModule):
             super().init_weights()
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """Return the (N, C) cosine similarity to every class weight."""
-        return F.linear(F.normalize(feats), F.normalize(self.weight))
+        """Return the (N, C) cosine similarity to every class weight.
+
+        The matrix product runs in the autocast dtype when under AMP (as
+        insightface's PartialFC); the result is float32, so margins,
+        softmax and losses are computed in float32.
+        """
+        return F.linear(F.normalize(feats), F.normalize(self.weight)).float()
 
     def get_logits(self, feats: torch.Tensor,
                    gt_label: Optional[torch.Tensor] = None
