@@ -24,6 +24,11 @@ def _loss(config: str, name: str):
     return MODELS.build(loss_cfg)
 
 
+def _inputs(config: str, name: str) -> dict:
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    return dict(cfg.model.distill_losses[name]['inputs'])
+
+
 def _trained_like_logits(batch=32, classes=3000, s=64.0, seed=0):
     """s * cos: the target at cos ~0.7, the others ~N(0, 0.05)."""
     g = torch.Generator().manual_seed(seed)
@@ -41,6 +46,14 @@ def _trained_like_logits(batch=32, classes=3000, s=64.0, seed=0):
 def test_kd_rows_equal_the_kd_baseline(ablation, kind):
     kd = _loss('configs/kd/kd_r50_mbf.py', 'kd')
     gkd = _loss(ablation, 'gkd')
+    # on the same logits: the headline's margin logits, as KD's margin
+    # variant reads them
+    assert _inputs(ablation, 'gkd')['student_logits'] == \
+        _inputs('configs/kd/ablations/kd_margin_r50_mbf.py',
+                'kd')['student_logits'] == 'student.margin_logits'
+    assert _inputs(ablation, 'gkd')['teacher_logits'] == \
+        _inputs('configs/kd/ablations/kd_margin_r50_mbf.py',
+                'kd')['teacher_logits']
     assert gkd.temperature == kd.temperature
     g = torch.Generator().manual_seed(1)
     if kind == 'random':
@@ -74,5 +87,10 @@ def test_headline_config_distills_and_literal_collapses():
     assert out_l['k_mean'] <= 2
     # the old default (T = 1) is what the literal ablation keeps
     assert literal.temperature == 1.0 and headline.temperature == 4.0
+    # headline on margin logits, the literal reading on s*cos
+    assert _inputs('configs/gkd/gkd_r50_mbf.py', 'gkd')['student_logits'] \
+        == 'student.margin_logits'
+    assert _inputs('configs/gkd/ablations/gkd_t1_literal_r50_mbf.py',
+                   'gkd')['student_logits'] == 'student.logits'
     # the shim at the old path is the headline
     assert _loss('configs/gkd_r50_mbf.py', 'gkd').temperature == 4.0

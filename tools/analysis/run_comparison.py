@@ -79,10 +79,10 @@ SYNTHETIC_METHODS = [
     ('DKD', 'configs/demo/dkd_r18_mbf_synth.py'),
     ('EKD', 'configs/demo/ekd_r18_mbf_synth.py'),
     ('GKD', 'configs/demo/gkd_r18_mbf_synth.py'),
-    ('GKD margin logits', 'configs/demo/gkd_margin_r18_mbf_synth.py'),
+    ('GKD s*cos logits', 'configs/demo/gkd_cos_r18_mbf_synth.py'),
 ]
 SYNTHETIC_STUDENT = 'Student MBF'
-SYNTHETIC_SEEDED = ('Student MBF', 'KD', 'GKD', 'GKD margin logits')
+SYNTHETIC_SEEDED = ('Student MBF', 'KD', 'GKD', 'GKD s*cos logits')
 
 
 def parse_args() -> argparse.Namespace:
