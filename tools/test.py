@@ -94,7 +94,9 @@ def main() -> None:
     register_safe_globals()  # weights_only loads of MMEngine checkpoints
     tune_cpu_malloc()  # CPU only: no mmap/munmap per activation
     cfg = merge_args(Config.fromfile(args.config), args)
-    init_cpu_dist_if_needed(cfg.launcher)
+    # gloo on CPU; a dead peer fails collectives after env_cfg.dist_cfg.timeout
+    init_cpu_dist_if_needed(cfg.launcher, int(
+        cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)))
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if is_main_process():

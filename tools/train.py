@@ -83,7 +83,9 @@ def main() -> None:
     tune_cpu_malloc()  # CPU only: no mmap/munmap per activation
     cfg = merge_args(Config.fromfile(args.config), args)
     check_cache_config(cfg)  # model.teacher_cache vs the train pipeline
-    init_cpu_dist_if_needed(cfg.launcher)
+    # gloo on CPU; a dead peer fails collectives after env_cfg.dist_cfg.timeout
+    init_cpu_dist_if_needed(cfg.launcher, int(
+        cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)))
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -4,12 +4,17 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # atomic writes (temp file + rename): a full disk or a kill mid-save
+    # leaves the previous checkpoints intact (mmfacekd/engine)
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
-                    save_best='mean/accuracy', rule='greater'),
+                    save_best='mean/accuracy', rule='greater',
+                    backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # weights_only checkpoint loading/saving for Runners built from Python
     # (the tools also call mmfacekd.utils.register_safe_globals themselves)
     safe_checkpoint=dict(type='SafeCheckpointHook'),
+    # stop at the first NaN/inf loss term, before it can be checkpointed
+    nonfinite_loss=dict(type='NonFiniteLossHook'),
 )
 
 env_cfg = dict(

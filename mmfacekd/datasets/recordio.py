@@ -227,7 +227,8 @@ class IndexedRecordReader:
                 return MAGIC_BYTES.join(parts)
 
     def close(self) -> None:
-        if self._file is not None:
+        # getattr: __init__ may have raised before the handle existed
+        if getattr(self, '_file', None) is not None:
             self._file.close()
             self._file = None
 

@@ -25,6 +25,13 @@ def test_train_and_validate(tiny_synth, tmp_path):
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert osp.isfile(tmp_path / 'epoch_1.pth')
+    # written atomically (temp file + rename), no temporary file left
+    from mmengine.hooks import CheckpointHook
+
+    from mmfacekd.engine import AtomicLocalBackend
+    (hook, ) = [h for h in runner.hooks if isinstance(h, CheckpointHook)]
+    assert isinstance(hook.file_backend, AtomicLocalBackend)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith('.tmp')]
     metrics = runner.val_loop.run()
     for s in ('synth_lfw', 'synth_cfp'):
         assert 0 <= metrics[f'{s}/accuracy'] <= 100

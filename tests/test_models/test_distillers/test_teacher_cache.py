@@ -244,7 +244,8 @@ def test_interrupted_cache_resumes_and_finishes(kd_cfg, tmp_path, capsys):
     assert os.path.getmtime(path) == mtime
 
 
-def test_two_gloo_processes_write_the_same_cache(kd_cfg, tmp_path):
+def test_two_gloo_processes_write_the_same_cache_and_train_with_it(
+        kd_cfg, tmp_path):
     single = _write(kd_cfg, str(tmp_path / 'one.npy'))
     cfg_path = str(tmp_path / 'kd_cfg.py')
     kd_cfg.dump(cfg_path)
@@ -262,3 +263,12 @@ def test_two_gloo_processes_write_the_same_cache(kd_cfg, tmp_path):
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(np.load(cache_files(two)['keys']),
                                   np.load(cache_files(single)['keys']))
+    # and 2 gloo processes train reading it (tools/dist_train.sh)
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', cfg_path, '2', '--work-dir',
+         str(tmp_path / 'dist'), '--cfg-options',
+         f'model.teacher_cache={two}'],
+        cwd=ROOT, env=dict(env, PYTHON=sys.executable, PORT='29533'),
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert osp.isfile(tmp_path / 'dist' / 'epoch_1.pth')
