@@ -15,6 +15,9 @@ default_hooks = dict(
     safe_checkpoint=dict(type='SafeCheckpointHook'),
     # stop at the first NaN/inf loss term, before it can be checkpointed
     nonfinite_loss=dict(type='NonFiniteLossHook'),
+    # records skipped by a dataset with on_corrupt='skip': logged per epoch,
+    # saved to <work_dir>/corrupt_records.json, bounded
+    corrupt_records=dict(type='CorruptRecordHook', max_fraction=0.001),
 )
 
 env_cfg = dict(

@@ -8,6 +8,7 @@ from mmengine.dataset import BaseDataset
 from mmfacekd.registry import DATASETS
 
 from .recordio import IndexedRecordReader, RecordIOError, unpack_record
+from .transforms.loading import ImageDecodeError
 
 
 def read_property(path: str) -> Optional[int]:
@@ -45,6 +46,15 @@ class MXRecordDataset(BaseDataset):
             against it when read.
         pipeline (list): Transforms. Defaults to ().
         lazy_init (bool): Defer reading the index. Defaults to False.
+        on_corrupt (str): What a record that cannot be read or decoded does:
+            ``'raise'`` (default) stops with the error naming file and key;
+            ``'skip'`` replaces the sample by another random one and
+            attaches ``skipped_records`` (file, key, error) to the
+            replacement's metainfo, so :class:`CorruptRecordHook` (a default
+            hook) logs every skipped key at the end of each epoch, writes
+            them to ``<work_dir>/corrupt_records.json`` and stops the run
+            when their fraction exceeds its ``max_fraction``. Nothing is
+            dropped silently.
     """
     METAINFO: dict = dict()
 
@@ -56,7 +66,12 @@ class MXRecordDataset(BaseDataset):
                  pipeline: Sequence = (),
                  metainfo: Optional[dict] = None,
                  lazy_init: bool = False,
+                 on_corrupt: str = 'raise',
                  **kwargs) -> None:
+        if on_corrupt not in ('raise', 'skip'):
+            raise ValueError(f"MXRecordDataset(on_corrupt={on_corrupt!r}): "
+                             "use 'raise' or 'skip'.")
+        self.on_corrupt = on_corrupt
         self.rec_path = osp.join(data_root, rec_file)
         self.idx_path = osp.join(data_root, idx_file)
         self._num_classes = num_classes
@@ -122,6 +137,33 @@ class MXRecordDataset(BaseDataset):
                 'fix the record.')
         return dict(img_bytes=img_bytes, gt_label=label, sample_idx=idx,
                     img_source=f'{self.rec_path} record key {key}')
+
+    def __getitem__(self, idx: int) -> dict:
+        if self.on_corrupt == 'raise' or self.test_mode:
+            return super().__getitem__(idx)
+        if not self._fully_initialized:
+            self.full_init()
+        skipped = []
+        for _ in range(self.max_refetch + 1):
+            try:
+                data = self.prepare_data(idx)
+            except (RecordIOError, ImageDecodeError) as e:
+                skipped.append(dict(file=self.rec_path,
+                                    key=int(self.image_keys[idx]),
+                                    index=int(idx), error=str(e)[:300]))
+                idx = self._rand_another()
+                continue
+            if data is None:
+                idx = self._rand_another()
+                continue
+            if skipped:
+                data['data_samples'].set_metainfo(
+                    dict(skipped_records=skipped))
+            return data
+        raise RecordIOError(
+            f'{self.rec_path}: {len(skipped)} records in a row could not be '
+            f'read (last: {skipped[-1] if skipped else None}); the set looks '
+            'corrupt beyond skipping.')
 
     def get_gt_labels(self) -> np.ndarray:
         """Labels of all images, in index order (computed once, cached).

@@ -1,9 +1,10 @@
+from .corrupt_record_hook import CorruptRecordHook
 from .distill_warmup_hook import DistillWarmupHook
 from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .progress_bar_hook import EmbeddingProgressHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 from .teacher_eval_hook import TeacherEvalHook
 
-__all__ = ['DistillWarmupHook', 'EmbeddingProgressHook',
+__all__ = ['CorruptRecordHook', 'DistillWarmupHook', 'EmbeddingProgressHook',
            'NonFiniteLossError', 'NonFiniteLossHook',
            'SafeCheckpointHook', 'TeacherEvalHook']
