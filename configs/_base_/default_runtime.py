@@ -18,6 +18,8 @@ default_hooks = dict(
     # records skipped by a dataset with on_corrupt='skip': logged per epoch,
     # saved to <work_dir>/corrupt_records.json, bounded
     corrupt_records=dict(type='CorruptRecordHook', max_fraction=0.001),
+    # global RNG states in checkpoints: a resumed run replays exactly
+    rng_state=dict(type='RNGStateHook'),
 )
 
 env_cfg = dict(
