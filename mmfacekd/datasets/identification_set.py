@@ -151,9 +151,16 @@ class IdentificationDataset(BaseDataset):
         n_plain, forms = (2, _PROBE_FORMS) if probe else (1,
                                                          _DISTRACTOR_FORMS)
         items = []
-        with open(path, encoding='utf-8') as f:
-            for lineno, line in enumerate(f, 1):
-                fields = line.split()
+        with open(path, 'rb') as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    fields = raw.decode('utf-8').split()
+                except UnicodeDecodeError:
+                    fields = None
+                if fields is None:
+                    _fail(f'{path} line {lineno}',
+                          f'not UTF-8 text ({raw[:60]!r})',
+                          'Write the list as UTF-8 text.')
                 if not fields or fields[0].startswith('#'):
                     continue
                 where = f'{path} line {lineno}'

@@ -90,8 +90,19 @@ class IJBDataset(BaseDataset):
                 f'{path}: IJB meta file not found; data_root must hold '
                 'loose_crop/ and meta/ as in insightface\'s IJB bundle, and '
                 '`name` must be the file prefix (ijbb or ijbc).')
-        with open(path) as f:
-            return [line.split() for line in f if line.strip()]
+        lines = []
+        with open(path, 'rb') as f:
+            for i, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode('utf-8')
+                except UnicodeDecodeError:
+                    raise ValueError(
+                        f'{path}, line {i}: not UTF-8 text ({raw[:60]!r}); '
+                        'the meta file is corrupt, re-download the IJB '
+                        'bundle.') from None
+                if line.strip():
+                    lines.append(line.split())
+        return lines
 
     def load_data_list(self) -> List[dict]:
         pts_file = self._meta('name_5pts_score')

@@ -1,13 +1,18 @@
 """insightface MXNet RecordIO training set (``train.rec``/``train.idx``)."""
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
 
-from .recordio import IndexedRecordReader, RecordIOError, unpack_record
+from .recordio import (
+    IndexedRecordReader,
+    IRHeader,
+    RecordIOError,
+    unpack_record,
+)
 from .transforms.loading import ImageDecodeError
 
 
@@ -15,14 +20,15 @@ def read_property(path: str) -> Optional[int]:
     """Return ``num_classes`` from an insightface ``property`` file, if any."""
     if not osp.isfile(path):
         return None
-    with open(path) as f:
-        text = f.read().strip()
+    with open(path, 'rb') as f:
+        raw = f.read()
     try:
+        text = raw.decode('utf-8').strip()
         return int(text.split(',')[0])
-    except ValueError:
+    except ValueError:  # also UnicodeDecodeError
         raise RecordIOError(
             f'{path}: expected "num_classes,height,width", got '
-            f'{text!r}; fix or delete the property file.') from None
+            f'{raw[:80]!r}; fix or delete the property file.') from None
 
 
 @DATASETS.register_module()
@@ -90,9 +96,17 @@ class MXRecordDataset(BaseDataset):
         keys = sorted(self.reader.index)
         num_ids = None
         if 0 in self.reader.index:
-            header, _ = unpack_record(self.reader.read(0))
+            header, _ = unpack_record(self.reader.read(0), self._where(0))
             if header.flag > 0:
-                a, b = int(header.label[0]), int(header.label[1])
+                a, b = self._key_range(header)
+                # checked before np.arange: a corrupt record 0 must not
+                # allocate its announced key range
+                if a - 1 > len(keys):
+                    raise RecordIOError(
+                        f'{self._where(0)} announces image keys 1..{a - 1}, '
+                        f'but {self.idx_path} has only {len(keys)} records; '
+                        'record 0 is corrupt or the index is incomplete '
+                        '(rebuild it from the .rec file).')
                 self.image_keys = np.arange(1, a, dtype=np.int64)
                 num_ids = b - a
             else:
@@ -102,14 +116,32 @@ class MXRecordDataset(BaseDataset):
         missing = np.setdiff1d(self.image_keys, np.asarray(keys))
         if missing.size:
             raise RecordIOError(
-                f'{self.idx_path}: record 0 announces image keys 1..'
+                f'{self._where(0)} announces image keys 1..'
                 f'{len(self.image_keys)}, but {missing.size} are missing '
-                f'(first: {missing[0]}); the index is incomplete.')
+                f'from {self.idx_path} (first: {missing[0]}); the index is '
+                'incomplete (rebuild it from the .rec file).')
         if self._num_classes is None:
             self._num_classes = read_property(
                 osp.join(self.data_root, 'property')) or num_ids
         self._metainfo['num_classes'] = self._num_classes
         self._fully_initialized = True
+
+    def _where(self, key: int) -> str:
+        return f'{self.rec_path}, record key {key}'
+
+    def _key_range(self, header: IRHeader) -> Tuple[int, int]:
+        """``(a, b)`` of record 0's label ``[a, b]``: image keys ``1 … a−1``,
+        identity keys ``a … b−1``."""
+        label = header.label
+        if header.flag < 2 or not np.isfinite(label[:2]).all() or \
+                not 1 <= label[0] <= label[1]:
+            raise RecordIOError(
+                f'{self._where(0)}: the header record must carry the label '
+                '[first identity key, end key] with 1 <= first <= end, got '
+                f'{np.asarray(label)[:4]} (flag {header.flag}); record 0 is '
+                'corrupt, re-create the .rec (or drop key 0 from the .idx '
+                'to use every key as an image).')
+        return int(label[0]), int(label[1])
 
     @property
     def num_classes(self) -> Optional[int]:
@@ -125,9 +157,16 @@ class MXRecordDataset(BaseDataset):
 
     def get_data_info(self, idx: int) -> dict:
         key = int(self.image_keys[idx])
-        header, img_bytes = unpack_record(self.reader.read(key))
+        header, img_bytes = unpack_record(self.reader.read(key),
+                                          self._where(key))
         label = header.label
-        label = int(label[0] if isinstance(label, np.ndarray) else label)
+        label = float(label[0] if isinstance(label, np.ndarray) else label)
+        if not np.isfinite(label):
+            raise RecordIOError(
+                f'{self._where(key)}: label {label} is not a number; the '
+                'record is corrupt, re-create it or remove its key from the '
+                '.idx.')
+        label = int(label)
         if label < 0 or (self._num_classes is not None
                          and label >= self._num_classes):
             raise RecordIOError(
@@ -189,17 +228,17 @@ class MXRecordDataset(BaseDataset):
         """Labels from the identity records, or None if they are unusable."""
         if len(self) == 0 or 0 not in self.reader.index:
             return None
-        header, _ = unpack_record(self.reader.read(0))
+        header, _ = unpack_record(self.reader.read(0), self._where(0))
         if header.flag <= 0:
             return None
-        a, b = int(header.label[0]), int(header.label[1])
+        a, b = self._key_range(header)
         # image keys are 1 … a−1 here, i.e. index = key − 1
         labels = np.full(len(self), -1, dtype=np.int64)
         for ident, key in enumerate(range(a, b)):
             if key not in self.reader.index:
                 return None
-            h, _ = unpack_record(self.reader.read(key))
-            if h.flag < 2:
+            h, _ = unpack_record(self.reader.read(key), self._where(key))
+            if h.flag < 2 or not np.isfinite(h.label[:2]).all():
                 return None
             start, end = int(h.label[0]), int(h.label[1])
             if not 1 <= start <= end <= a:

@@ -54,18 +54,28 @@ def pack_record(header: IRHeader, img_bytes: bytes) -> bytes:
     return head + label.tobytes() + img_bytes
 
 
-def unpack_record(payload: bytes) -> Tuple[IRHeader, bytes]:
-    """Split a payload into its :class:`IRHeader` and image bytes."""
+def unpack_record(payload: bytes,
+                  source: str = 'record') -> Tuple[IRHeader, bytes]:
+    """Split a payload into its :class:`IRHeader` and image bytes.
+
+    ``source`` (e.g. ``'<file>, record key <key>'``) starts the error
+    messages. The label count ``flag`` is checked against the payload
+    size before anything is allocated.
+    """
     if len(payload) < _HEADER_SIZE:
-        raise RecordIOError(f'record payload of {len(payload)} bytes is '
-                            f'shorter than the {_HEADER_SIZE}-byte IRHeader')
+        raise RecordIOError(
+            f'{source}: payload of {len(payload)} bytes is shorter than the '
+            f'{_HEADER_SIZE}-byte IRHeader; the record is corrupt, '
+            're-create it or remove its key from the .idx.')
     flag, label, id1, id2 = struct.unpack_from(_HEADER_FMT, payload)
     offset = _HEADER_SIZE
     if flag > 0:
         end = offset + 4 * flag
         if end > len(payload):
-            raise RecordIOError(f'IRHeader says {flag} labels but the payload '
-                                f'has only {len(payload)} bytes')
+            raise RecordIOError(
+                f'{source}: IRHeader says {flag} labels but the payload '
+                f'has only {len(payload)} bytes; the record is corrupt, '
+                're-create it or remove its key from the .idx.')
         label = np.frombuffer(payload, np.float32, flag, offset).copy()
         offset = end
     return IRHeader(flag, label, id1, id2), payload[offset:]
@@ -128,8 +138,16 @@ def read_index(idx_path: str) -> Dict[int, int]:
             'train.idx (insightface layout), or generate the synthetic set '
             'with tools/misc/make_synthetic_faces.py.')
     index: Dict[int, int] = {}
-    with open(idx_path) as f:
-        for line_no, line in enumerate(f, 1):
+    # binary + per-line decoding: a corrupt byte is reported with its line
+    with open(idx_path, 'rb') as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode('utf-8')
+            except UnicodeDecodeError:
+                raise RecordIOError(
+                    f'{idx_path}, line {line_no}: not UTF-8 text '
+                    f'({raw[:60]!r}). The index is corrupt; rebuild it from '
+                    'the .rec file.') from None
             if not line.strip():
                 continue
             fields = line.split('\t')
@@ -138,8 +156,14 @@ def read_index(idx_path: str) -> Dict[int, int]:
             except (ValueError, IndexError):
                 raise RecordIOError(
                     f'{idx_path}, line {line_no}: expected '
-                    f'"<key>\\t<offset>", got {line.strip()!r}. The index is '
-                    'corrupt; rebuild it from the .rec file.') from None
+                    f'"<key>\\t<offset>", got {line.strip()[:80]!r}. The '
+                    'index is corrupt; rebuild it from the .rec file.'
+                ) from None
+            if offset < 0:
+                raise RecordIOError(
+                    f'{idx_path}, line {line_no}: key {key} has the negative '
+                    f'offset {offset}. The index is corrupt; rebuild it from '
+                    'the .rec file.')
             index[key] = offset
     return index
 
@@ -208,10 +232,16 @@ class IndexedRecordReader:
             if magic != MAGIC:
                 raise RecordIOError(
                     f'{where}: bad magic 0x{magic:08x} '
-                    f'(expected 0x{MAGIC:08x}); '
-                    'the .idx does not match the .rec, rebuild the index.')
+                    f'(expected 0x{MAGIC:08x}); the offsets of '
+                    f'{self.idx_path} do not match the .rec, rebuild the '
+                    'index (or the .rec is corrupt: re-download it).')
             cflag, length = lrec >> 29, lrec & _LENGTH_MASK
-            data = f.read(length)
+            # checked before reading: a corrupt length must not allocate
+            # up to 512 MiB
+            if f.tell() + length > self.rec_size:
+                data = b''
+            else:
+                data = f.read(length)
             if len(data) < length:
                 raise RecordIOError(
                     f'{where}: record claims {length} bytes but '

@@ -1,9 +1,11 @@
 """Verification pair sets stored as insightface ``.bin`` pickles."""
 import os.path as osp
 import pickle
+import pickletools
 import zlib
 from typing import List, Optional, Sequence
 
+import numpy as np
 from mmengine.dataset import BaseDataset
 
 from mmfacekd.registry import DATASETS
@@ -26,18 +28,52 @@ def load_verification_bin(path: str):
             'train.rec or fix `ann_file`.')
     try:
         with open(path, 'rb') as f:
-            bins, issame = pickle.load(f, encoding='bytes')
+            data = f.read()
+        _check_pickle(data)
+        bins, issame = pickle.loads(data, encoding='bytes')
+        bins, issame = list(bins), [bool(x) for x in issame]
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ValueError(
             f'{path} is not a valid verification .bin (a pickle of '
             f'(list of encoded images, list of bools)): {type(e).__name__}: '
             f'{e}. Re-download or regenerate the file.') from e
-    bins, issame = list(bins), [bool(x) for x in issame]
     if len(bins) != 2 * len(issame):
         raise ValueError(
             f'{path}: {len(bins)} images for {len(issame)} pairs; '
             'a .bin must hold exactly 2 images per pair.')
+    for i, b in enumerate(bins):
+        if not isinstance(b, (bytes, bytearray, memoryview)) and not (
+                isinstance(b, np.ndarray) and b.dtype == np.uint8):
+            raise ValueError(
+                f'{path}: image {i} is a {type(b).__name__}, not encoded '
+                'image bytes; the file is corrupt, re-download or '
+                'regenerate it.')
     return bins, issame
+
+
+#: opcodes that store into the unpickler's memo at an explicit index
+_MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
+
+
+def _check_pickle(data: bytes) -> None:
+    """Walk the opcodes of ``data`` without building anything.
+
+    The C unpickler allocates what a length field announces (``BINBYTES``:
+    up to 4 GiB, ``BINBYTES8``/frames: 2**64) and grows its memo to a
+    ``LONG_BINPUT`` index (up to 2**32 entries) *before* it finds out that
+    the data is shorter; pure-Python :func:`pickletools.genops` reads each
+    argument from the bytes at hand, so a corrupt length raises here. Memo
+    indices must be the sequential ones every pickler writes.
+    """
+    puts = 0
+    for op, arg, pos in pickletools.genops(data):
+        if op.name == 'MEMOIZE':
+            puts += 1
+        elif op.name in _MEMO_PUTS:
+            if not 0 <= int(arg) <= puts:
+                raise ValueError(f'at byte {pos}, {op.name} writes memo '
+                                 f'entry {arg} after {puts} entries')
+            puts += 1
 
 
 @DATASETS.register_module()

@@ -35,22 +35,38 @@ def read_pair_file(path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
             f'{path}: IJB pair file not found; the IJBDataset reads '
             "the bundle's meta/<name>_template_pair_label.txt.")
     try:
-        arr = np.loadtxt(path, dtype=np.int64, ndmin=2)
-    except ValueError as e:  # locate the bad line for the message
-        with open(path) as f:
-            for i, line in enumerate(f, 1):
-                fields = line.split()
-                if len(fields) != 3 or not all(
-                        x.lstrip('-').isdigit() for x in fields):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)  # empty: below
+            arr = np.loadtxt(path, dtype=np.int64, ndmin=2)
+    except ValueError as e:  # also UnicodeDecodeError; locate the line
+        with open(path, 'rb') as f:
+            for i, raw in enumerate(f, 1):
+                line = raw.decode('utf-8', 'replace')
+                fields = line.split('#')[0].split()
+                if fields and (len(fields) != 3 or not all(
+                        _is_int64(x) for x in fields)):
                     raise ValueError(
                         f'{path}, line {i}: expected "<template1> '
                         f'<template2> <label>" (3 integers), got '
-                        f'{line.strip()!r}.') from e
-        raise
+                        f'{line.strip()[:80]!r}.') from e
+        raise ValueError(
+            f'{path}: not a list of "<template1> <template2> <label>" '
+            f'lines ({type(e).__name__}: {e}); fix or re-download the '
+            'pair file.') from e
+    if arr.size == 0:
+        raise ValueError(f'{path}: no pairs; the IJB pair file lists '
+                         '"<template1> <template2> <label>" lines.')
     if arr.shape[1] != 3:
         raise ValueError(f'{path}, line 1: expected 3 fields per line '
                          f'(template1 template2 label), got {arr.shape[1]}.')
     return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def _is_int64(text: str) -> bool:
+    try:
+        return -2**63 <= int(text) < 2**63
+    except ValueError:
+        return False
 
 
 @METRICS.register_module()
