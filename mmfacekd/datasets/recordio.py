@@ -159,11 +159,11 @@ def read_index(idx_path: str) -> Dict[int, int]:
                     f'"<key>\\t<offset>", got {line.strip()[:80]!r}. The '
                     'index is corrupt; rebuild it from the .rec file.'
                 ) from None
-            if offset < 0:
+            if offset < 0 or not -2**63 <= key < 2**63:
                 raise RecordIOError(
-                    f'{idx_path}, line {line_no}: key {key} has the negative '
-                    f'offset {offset}. The index is corrupt; rebuild it from '
-                    'the .rec file.')
+                    f'{idx_path}, line {line_no}: key {key} / offset '
+                    f'{offset} out of range (an int64 key, an offset >= 0). '
+                    'The index is corrupt; rebuild it from the .rec file.')
             index[key] = offset
     return index
 

@@ -184,10 +184,11 @@ def test_huge_record_length_is_not_read(tmp_path, traced):
 def test_negative_and_garbage_index_lines(tmp_path):
     rec, idx = tmp_path / 'a.rec', tmp_path / 'a.idx'
     rec.write_bytes(struct.pack('<II', MAGIC, 0))
-    idx.write_bytes(b'0\t0\n1\t-8\n')
-    with pytest.raises(RecordIOError,
-                       match=r'a\.idx, line 2: key 1 has the negative'):
-        IndexedRecordReader(str(idx), str(rec))
+    for line in (b'1\t-8', b'-' + b'9' * 20 + b'\t0', b'9' * 20 + b'\t0'):
+        idx.write_bytes(b'0\t0\n' + line + b'\n')
+        with pytest.raises(RecordIOError,
+                           match=r'a\.idx, line 2: key .* out of range'):
+            IndexedRecordReader(str(idx), str(rec))
     idx.write_bytes(b'0\t0\n\xff\xfe\t4\n')
     with pytest.raises(RecordIOError, match=r'a\.idx, line 2: not UTF-8'):
         IndexedRecordReader(str(idx), str(rec))
