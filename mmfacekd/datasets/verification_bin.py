@@ -1,9 +1,10 @@
 """Verification pair sets stored as insightface ``.bin`` pickles."""
+import io
 import os.path as osp
 import pickle
 import pickletools
 import zlib
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 from mmengine.dataset import BaseDataset
@@ -30,8 +31,19 @@ def load_verification_bin(path: str):
         with open(path, 'rb') as f:
             data = f.read()
         _check_pickle(data)
-        bins, issame = pickle.loads(data, encoding='bytes')
+        bins, issame = _BinUnpickler(io.BytesIO(data),
+                                     encoding='bytes').load()
         bins, issame = list(bins), [bool(x) for x in issame]
+    except pickle.UnpicklingError as e:
+        if 'refused' not in str(e):
+            raise ValueError(
+                f'{path} is not a valid verification .bin: {e}. '
+                'Re-download or regenerate the file.') from e
+        raise ValueError(
+            f'{path}: {e}. A verification .bin holds only encoded images '
+            'and booleans (optionally numpy arrays); refusing to run code '
+            'from it. Re-download the file from a trusted source or '
+            'regenerate it.') from e
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise ValueError(
             f'{path} is not a valid verification .bin (a pickle of '
@@ -49,6 +61,52 @@ def load_verification_bin(path: str):
                 'image bytes; the file is corrupt, re-download or '
                 'regenerate it.')
     return bins, issame
+
+
+def _bin_safe_globals() -> dict:
+    """``(module, name) -> object`` of every global a real ``.bin`` uses.
+
+    insightface's files are Python-2 pickles of ``str`` image bytes and
+    ``bool`` (no globals with ``encoding='bytes'``); Python-3 pickles of
+    ``bytes`` at protocol < 3 reference ``_codecs.encode``; some
+    re-exported sets hold numpy arrays (``issame`` as a bool array, images
+    as uint8 arrays), which need numpy's array reconstruction helpers.
+    Nothing that calls an arbitrary class or function (``copyreg``,
+    ``getattr``, ``eval``, ``os.*``) is on the list.
+    """
+    import _codecs
+    try:  # numpy >= 2
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    allowed = {('_codecs', 'encode'): _codecs.encode,
+               ('builtins', 'bytes'): bytes,
+               ('builtins', 'bytearray'): bytearray,
+               ('__builtin__', 'bytearray'): bytearray,
+               ('numpy', 'ndarray'): np.ndarray,
+               ('numpy', 'dtype'): np.dtype}
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        allowed[(module, '_reconstruct')] = multiarray._reconstruct
+        allowed[(module, 'scalar')] = multiarray.scalar
+    return allowed
+
+
+class _BinUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals of :func:`_bin_safe_globals`.
+
+    ``pickle.loads`` would import and call whatever a crafted file names
+    (``os.system``, …); a ``.bin`` is data, so anything else is refused.
+    """
+    _allowed = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if _BinUnpickler._allowed is None:
+            _BinUnpickler._allowed = _bin_safe_globals()
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f'refused global {module}.{name}') from None
 
 
 #: opcodes that store into the unpickler's memo at an explicit index

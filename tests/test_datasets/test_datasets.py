@@ -110,6 +110,48 @@ def test_verification_bin_python2_style_pickle(tmp_path):
     assert meta['pair_label'] is False
 
 
+class _RunsCode:
+    """Pickles to ``os.system('touch <marker>')``: a crafted ``.bin``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
+
+
+def test_verification_bin_refuses_code(tmp_path):
+    marker = tmp_path / 'pwned'
+    with open(tmp_path / 'evil.bin', 'wb') as f:
+        pickle.dump(([b'a', _RunsCode(marker)], [True]), f, protocol=4)
+    # the file really runs code with plain pickle:
+    with open(tmp_path / 'evil.bin', 'rb') as f:
+        pickle.load(f)
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(ValueError) as err:
+        VerificationBinDataset(ann_file=str(tmp_path / 'evil.bin'))
+    msg = str(err.value)
+    assert 'evil.bin' in msg and f'refused global {os.name}' in msg \
+        and 'system' in msg and 'trusted source' in msg
+    assert not marker.exists()
+
+
+def test_verification_bin_numpy_arrays(tmp_path):
+    """Re-exported sets with numpy images / issame arrays still load."""
+    ok, jpg = cv2.imencode('.jpg', np.full((112, 112, 3), 90, np.uint8))
+    bins = [np.frombuffer(jpg.tobytes(), np.uint8)] * 4
+    for protocol in (2, 4):
+        path = tmp_path / f'np{protocol}.bin'
+        with open(path, 'wb') as f:
+            pickle.dump((bins, np.array([True, False])), f,
+                        protocol=protocol)
+        ds = VerificationBinDataset(ann_file=str(path), pipeline=PIPE)
+        assert [ds[i]['data_samples'].metainfo['pair_label']
+                for i in (0, 2)] == [True, False]
+        assert ds[1]['inputs'].shape[-2:] == (112, 112)
+
+
 def test_face_image_folder(tmp_path):
     for ident in ('bob', 'alice'):
         os.makedirs(tmp_path / ident)
