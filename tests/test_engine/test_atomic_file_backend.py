@@ -52,3 +52,61 @@ def test_default_runtime_checkpoints_go_through_it():
     backend = get_file_backend('work_dirs/x',
                                backend_args=dict(backend='atomic_local'))
     assert isinstance(backend, AtomicLocalBackend)
+
+
+RUNNER_CHILD = r'''
+import os, resource, signal, sys
+sys.path.insert(0, sys.argv[1])
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from mmfacekd.utils import register_all_modules
+register_all_modules(init_default_scope=True)
+
+
+class FillDiskAfterFirstCheckpoint(Hook):
+    """After epoch 1's checkpoint (CheckpointHook is VERY_LOW), the disk is
+    'full' for anything larger than 1 MiB."""
+    priority = 'LOWEST'
+
+    def after_train_epoch(self, runner):
+        if runner.epoch == 0:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+
+runner = Runner.from_cfg(Config.fromfile(sys.argv[2]))
+runner.register_hook(FillDiskAfterFirstCheckpoint())
+try:
+    runner.train()
+except OSError as e:
+    print('OSERROR', e)
+    sys.exit(3)
+'''
+
+
+def test_full_disk_during_training_keeps_the_last_checkpoint(tiny_synth,
+                                                             tmp_path):
+    """A real Runner: epoch 2's checkpoint hits a full disk -> the run stops
+    with the error naming the file; epoch 1's checkpoint is intact."""
+    from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
+
+    from conftest import TINY_IDS, tiny_config
+    work = tmp_path / 'work'
+    cfg = tiny_config('configs/demo/arcface_mbf_synth.py', tiny_synth,
+                      str(work), epochs=2)
+    cfg.model.head.num_classes = TINY_IDS
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.default_hooks.checkpoint.save_best = None
+    path = str(tmp_path / 'cfg.py')
+    cfg.dump(path)
+    out = subprocess.run([sys.executable, '-c', RUNNER_CHILD, ROOT, path],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 3, out.stderr[-3000:]
+    msg = out.stdout.split('OSERROR', 1)[1]
+    assert str(work / 'epoch_2.pth') in msg and 'intact' in msg
+    ckpts = sorted(f for f in os.listdir(work) if '.pth' in f)
+    assert ckpts == ['epoch_1.pth']  # no torn epoch_2 / temp file
+    ckpt = load_checkpoint_safely(str(work / 'epoch_1.pth'))
+    assert ckpt['meta']['epoch'] == 1 and ckpt['state_dict']
+    assert 'optimizer' in ckpt  # a complete, resumable checkpoint
