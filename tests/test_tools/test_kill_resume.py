@@ -1,8 +1,9 @@
 """Kill/resume equivalence: a run SIGKILLed in the middle of epoch 2 (a real
 process kill) and resumed with --resume ends with exactly the weights,
 optimizer state, LR schedule position and RNG state of the uninterrupted
-run, in deterministic CPU mode, for a recognizer, a GKD distiller and the
-P x K sampler (EKD); and for a recognizer on 2 gloo processes."""
+run, in deterministic CPU mode, for a recognizer, a GKD distiller, the
+P x K sampler (EKD) and a CAKD distiller with a prompted (APT) ViT teacher
+whose prompts train; and for a recognizer on 2 gloo processes."""
 import os
 import signal
 import subprocess
@@ -19,15 +20,26 @@ STUDENT = 'configs/demo/arcface_mbf_synth.py'
 TEACHER = 'configs/demo/arcface_r18_synth.py'
 GKD = 'configs/demo/gkd_r18_mbf_synth.py'
 EKD = 'configs/demo/ekd_r18_mbf_synth.py'
+CAKD = 'configs/demo/cakd_vit_mbf_synth.py'
+VIT_TEACHER = 'configs/demo/arcface_vit_synth.py'
+
+
+def _train_teacher(config, tiny_synth, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('kill_resume_teacher')
+    cfg = tiny_model_config(config, tiny_synth, str(tmp))
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    Runner.from_cfg(cfg).train()
+    return str(tmp / 'epoch_1.pth')
 
 
 @pytest.fixture(scope='module')
 def teacher(tiny_synth, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('kill_resume_teacher')
-    cfg = tiny_model_config(TEACHER, tiny_synth, str(tmp))
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    Runner.from_cfg(cfg).train()
-    return str(tmp / 'epoch_1.pth')
+    return _train_teacher(TEACHER, tiny_synth, tmp_path_factory)
+
+
+@pytest.fixture(scope='module')
+def vit_teacher(tiny_synth, tmp_path_factory):
+    return _train_teacher(VIT_TEACHER, tiny_synth, tmp_path_factory)
 
 
 def _config(config, tiny_synth, tmp_path, teacher_ckpt):
@@ -79,6 +91,12 @@ def _assert_same(a_path, b_path):
     assert a['state_dict'].keys() == b['state_dict'].keys()
     for k, v in a['state_dict'].items():
         assert torch.equal(v, b['state_dict'][k]), k
+    if any('prompts' in k for k in a['state_dict']):  # APT: prompts train
+        init = torch.load(a_path.replace('epoch_3', 'epoch_1'),
+                          weights_only=True)['state_dict']
+        prompts = [k for k in a['state_dict'] if 'prompts' in k]
+        assert any(not torch.equal(a['state_dict'][k], init[k])
+                   for k in prompts)
     sa, sb = a['optimizer']['state'], b['optimizer']['state']
     assert sa.keys() == sb.keys()
     for i in sa:
@@ -91,11 +109,12 @@ def _assert_same(a_path, b_path):
     assert torch.equal(ra['torch'], rb['torch'])
 
 
-@pytest.mark.parametrize('config', [STUDENT, GKD, EKD])
+@pytest.mark.parametrize('config', [STUDENT, GKD, EKD, CAKD])
 def test_sigkill_then_resume_equals_uninterrupted(config, tiny_synth,
-                                                  tmp_path, teacher):
-    cfg = _config(config, tiny_synth, tmp_path,
-                  None if config == STUDENT else teacher)
+                                                  tmp_path, request):
+    teacher = None if config == STUDENT else request.getfixturevalue(
+        'vit_teacher' if config == CAKD else 'teacher')
+    cfg = _config(config, tiny_synth, tmp_path, teacher)
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
     train = [sys.executable, 'tools/train.py', cfg, '--work-dir']
     full, killed = str(tmp_path / 'full'), str(tmp_path / 'killed')
