@@ -18,10 +18,10 @@ LINT_STAMP := $(VENV)/.lint-installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements/runtime.txt requirements/tests.txt setup.py
+$(STAMP): requirements/runtime.txt requirements/tests.txt requirements/deploy.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt
+	$(PY) -m pip install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/deploy.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -20,6 +20,9 @@ default_hooks = dict(
     corrupt_records=dict(type='CorruptRecordHook', max_fraction=0.001),
     # global RNG states in checkpoints: a resumed run replays exactly
     rng_state=dict(type='RNGStateHook'),
+    # full PartialFC heads (+ momentum) in checkpoints, resharded on load:
+    # resume on another world size (a no-op without a sharded head)
+    sharded_head=dict(type='ShardedHeadCheckpointHook'),
 )
 
 env_cfg = dict(

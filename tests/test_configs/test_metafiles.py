@@ -10,7 +10,7 @@ from conftest import ROOT
 
 METHODS = ['arcface', 'kd', 'dkd', 'gkd', 'ekd', 'fitnet', 'rkd', 'sp', 'cckd',
            'darkrank', 'shrinkteanet', 'triplet', 'margin_distillation',
-           'cakd']
+           'cakd', 'adadistill']
 
 
 def test_every_config_folder_is_a_method_or_shared():

@@ -78,6 +78,7 @@ SYNTHETIC_METHODS = [
      'configs/demo/margin_distillation_r18_mbf_synth.py'),
     ('DKD', 'configs/demo/dkd_r18_mbf_synth.py'),
     ('EKD', 'configs/demo/ekd_r18_mbf_synth.py'),
+    ('AdaDistill', 'configs/demo/adadistill_r18_mbf_synth.py'),
     ('GKD', 'configs/demo/gkd_r18_mbf_synth.py'),
     ('GKD s*cos logits', 'configs/demo/gkd_cos_r18_mbf_synth.py'),
 ]

@@ -4,8 +4,10 @@ from .nonfinite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .progress_bar_hook import EmbeddingProgressHook
 from .rng_state_hook import RNGStateHook
 from .safe_checkpoint_hook import SafeCheckpointHook
+from .sharded_head_checkpoint_hook import ShardedHeadCheckpointHook
 from .teacher_eval_hook import TeacherEvalHook
 
 __all__ = ['CorruptRecordHook', 'DistillWarmupHook', 'EmbeddingProgressHook',
            'NonFiniteLossError', 'NonFiniteLossHook',
-           'RNGStateHook', 'SafeCheckpointHook', 'TeacherEvalHook']
+           'RNGStateHook', 'SafeCheckpointHook', 'ShardedHeadCheckpointHook',
+           'TeacherEvalHook']

@@ -2,6 +2,7 @@
 from typing import Any, Optional
 
 from mmengine.model import MMDistributedDataParallel
+from torch.nn.parallel import DistributedDataParallel
 
 from mmfacekd.registry import MODEL_WRAPPERS
 
@@ -13,7 +14,9 @@ class FaceDistributedDataParallel(MMDistributedDataParallel):
 
     MMEngine 0.10.7 always passes ``device_ids=[LOCAL_RANK]``, which
     ``torch.nn.parallel.DistributedDataParallel`` rejects for a module on the
-    CPU. On GPU this wrapper behaves exactly like MMEngine's.
+    CPU. On GPU this wrapper behaves exactly like MMEngine's. Parameters
+    flagged ``model_parallel`` (the class shards of ``PartialFCHead``) are
+    left out of DDP: each rank keeps its own shard and its exact gradient.
     """
 
     def __init__(self, module, device_ids: Optional[Any] = None,
@@ -22,4 +25,11 @@ class FaceDistributedDataParallel(MMDistributedDataParallel):
         if on_cpu:
             device_ids = None
             kwargs.pop('output_device', None)
+        # class shards (PartialFCHead) differ per rank: neither broadcast
+        # from rank 0 nor averaged
+        sharded = [name for name, p in module.named_parameters()
+                   if getattr(p, 'model_parallel', False)]
+        if sharded:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                module, sharded)
         super().__init__(module=module, device_ids=device_ids, **kwargs)

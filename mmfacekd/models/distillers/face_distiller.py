@@ -14,6 +14,7 @@ from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
 
 from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
+from ..heads.partial_fc_head import PartialFCHead
 from .recorder import build_recorders
 from .teacher_cache import (
     TeacherCacheError,
@@ -89,6 +90,8 @@ class FaceDistiller(BaseModel):
         ``student.margin_logits`` (margin applied to the target),
         ``teacher.embedding``, ``teacher.logits``, ``teacher.margin_logits``
         (teacher logits need a teacher head: its own or a prototype head);
+      * ``teacher.prompted_embedding`` — a prompted (APT) teacher's
+        embedding of the prompted pass, with autograd into the prompts;
       * ``gt_label``;
       * ``recorder.<name>`` — output of a module of either network;
       * ``connector.<name>`` — output of a trainable connector.
@@ -109,7 +112,13 @@ class FaceDistiller(BaseModel):
     forward *without* prompts under ``no_grad`` — the teacher's own identity
     prediction stays exactly the pretrained one (CAKD project decision, see
     docs/papers.md §2). That second forward runs only when a loss or connector
-    reads those outputs.
+    reads those outputs. ``prompted_teacher_cls_weight > 0`` anchors the
+    prompts to identity: the prompted embedding goes through the teacher's
+    frozen classifier (its own head or a prototype head) with its margin
+    softmax loss, logged as ``teacher.loss_cls_prompted`` (and
+    ``teacher.accuracy_prompted``), so the prompts cannot trade the teacher's
+    discriminative power for an easier alignment (issue 15; the CAKD paper
+    says APT keeps the teacher's capacity but publishes no such term).
 
     Loss keys: ``student.loss_cls`` (+ ``student.accuracy``),
     ``distill.loss_<name>`` and, for losses returning a dict,
@@ -122,6 +131,10 @@ class FaceDistiller(BaseModel):
         (:class:`IdentityBalancedSampler` with ``cls_loss_on='random_part'``
         flags the random part, EKD); distillation losses and
         ``student.logits`` cover the whole batch.
+      * A student without a head (``student.head=None``) has no loss of
+        its own and no ``student.logits``/``student.margin_logits``: a
+        distillation loss that classifies against its own class centres
+        replaces it (AdaDistill), and no unused C-way head is computed.
       * Recorders record only inside :meth:`loss` (``with self.recorders``:
         hooks registered on enter, removed and records dropped on exit);
         ``predict``/``tensor`` modes run without hooks.
@@ -146,8 +159,11 @@ class FaceDistiller(BaseModel):
         recorders (dict): ``{name: dict(source='student.backbone.layer3')}``.
         connectors (dict): ``{name: dict(type=..., input=<named input>,
             **kwargs)}`` — trainable modules owned by the distiller.
-        student_loss_weight (float): Weight of the student's own loss.
-            Defaults to 1.0.
+        student_loss_weight (float): Weight of the student's own loss. 0
+            with no loss reading ``student.logits``/``margin_logits``
+            (MarginDistillation) skips the student head: it is not run, its
+            parameters are frozen (no unused C-way classifier, nothing
+            unused under DDP). Defaults to 1.0.
         teacher_trainable (Sequence[str]): Prefixes of teacher parameters
             that train with the student, e.g. ``['backbone.prompts']`` for
             APT prompts (CAKD). They need not be in ``teacher_ckpt``, are
@@ -159,6 +175,9 @@ class FaceDistiller(BaseModel):
             error naming its replacement, ``cls_loss_on='random_part'`` on
             ``IdentityBalancedSampler`` (which flags each sample
             ``with_cls_loss``). Defaults to None.
+        prompted_teacher_cls_weight (float): Weight of the identity anchor of
+            a prompted teacher (see above); needs ``prompt_cfg`` on the
+            teacher backbone and a teacher head. Defaults to 0 (off).
         save_teacher (bool): Keep teacher weights in checkpoints.
             Defaults to False.
         eval_teacher (bool): **Removed** — True is an error that names its
@@ -194,6 +213,7 @@ class FaceDistiller(BaseModel):
                  student_loss_weight: float = 1.0,
                  student_cls_samples: Optional[int] = None,
                  teacher_trainable: Sequence[str] = (),
+                 prompted_teacher_cls_weight: float = 0.0,
                  save_teacher: bool = False,
                  eval_teacher: bool = False,
                  data_preprocessor: Optional[dict] = None,
@@ -275,7 +295,15 @@ class FaceDistiller(BaseModel):
             lcfg = dict(lcfg)
             self.loss_inputs[name] = dict(lcfg.pop('inputs', {}))
             self.distill_losses[name] = MODELS.build(lcfg)
+        self.prompted_teacher_cls_weight = float(prompted_teacher_cls_weight)
         self._validate_inputs()
+        # weight 0 and no loss reading student.*logits (MarginDistillation):
+        # the C-way student head is neither run nor trained
+        self.run_student_head = self.student.head is not None and (
+            self.student_loss_weight != 0 or bool(
+                self._needed() & {'student.logits', 'student.margin_logits'}))
+        if self.student.head is not None and not self.run_student_head:
+            self.student.head.requires_grad_(False)
 
         self._register_state_dict_hook(self._drop_teacher_state)
         self.register_load_state_dict_post_hook(self._ignore_missing_teacher)
@@ -309,9 +337,34 @@ class FaceDistiller(BaseModel):
         self.teacher.backbone = _NoBackbone(path)
         self.teacher.neck = None
 
+    def _check_prompted_anchor(self) -> None:
+        if not self.prompted_teacher_cls_weight:
+            return
+        why = None
+        if not self._teacher_prompted():
+            why = 'the teacher backbone has no prompts (set `prompt_cfg`)'
+        elif self.teacher.head is None:
+            why = ('the teacher has no head; give it one or a prototype '
+                   'head (`teacher_head_ckpt`, '
+                   'tools/misc/build_prototype_head.py)')
+        elif not any(p.requires_grad for n, p in
+                     self.teacher.backbone.named_parameters()
+                     if 'prompts' in n):
+            why = ("the prompts do not train; add teacher_trainable="
+                   "['backbone.prompts']")
+        if why:
+            raise ValueError(
+                'FaceDistiller(prompted_teacher_cls_weight='
+                f'{self.prompted_teacher_cls_weight}): {why}.')
+
     def available_inputs(self) -> List[str]:
-        names = [f'student.{o}' for o in NETWORK_OUTPUTS]
+        names = [f'student.{o}' for o in NETWORK_OUTPUTS
+                 if o == 'embedding' or self.student.head is not None]
+        if isinstance(self.student.head, PartialFCHead):
+            names.append('student.column_label')
         names += ['teacher.embedding', 'gt_label']
+        if self._teacher_prompted():
+            names += ['teacher.prompted_embedding']
         if self.teacher.head is not None:
             names += ['teacher.logits', 'teacher.margin_logits']
         names += [f'recorder.{n}' for n in self.recorders]
@@ -319,6 +372,13 @@ class FaceDistiller(BaseModel):
         return names
 
     def _validate_inputs(self) -> None:
+        if self.student.head is None and not self.distill_losses:
+            raise ValueError(
+                'FaceDistiller: the student has no head (student.head=None) '
+                'and there are no distill_losses, so nothing trains it; give '
+                'the student a head or add a loss that classifies against '
+                "its own class centres (e.g. type='AdaDistillLoss').")
+        self._check_prompted_anchor()
         available = self.available_inputs()
         for name, src in self.connector_inputs.items():
             if src not in available or src == f'connector.{name}':
@@ -411,15 +471,29 @@ class FaceDistiller(BaseModel):
         """
         gt = stack_gt_labels(data_samples, inputs.device)
         s_emb = self.student.extract_feat(inputs)
-        s_losses, s_out = self.student.loss_by_embedding(s_emb, data_samples)
-        losses = {f'student.{k}': (v * self.student_loss_weight
-                                   if k.startswith('loss') else v)
-                  for k, v in s_losses.items()}
-        values = {'gt_label': gt, 'student.embedding': s_emb,
-                  'student.logits': s_out['logits'],
-                  'student.margin_logits': s_out['margin_logits']}
+        values = {'gt_label': gt, 'student.embedding': s_emb}
+        losses = {}
+        if self.run_student_head:  # else a distillation loss classifies
+            s_losses, s_out = self.student.loss_by_embedding(s_emb,
+                                                             data_samples)
+            losses = {f'student.{k}': (v * self.student_loss_weight
+                                       if k.startswith('loss') else v)
+                      for k, v in s_losses.items()}
+            values.update({'student.logits': s_out['logits'],
+                           'student.margin_logits': s_out['margin_logits']})
+            # a class-sharded head (PartialFCHead): labels as global columns
+            if 'column_label' in s_out:
+                values['student.column_label'] = s_out['column_label']
+        # a sharded teacher head computes its logits on the student's columns
+        self._student_columns = None
+        if 'student.column_label' in values \
+                and isinstance(self.teacher.head, PartialFCHead):
+            self._student_columns = s_out['class_index']
         values.update(self._teacher_forward(inputs, gt, self._needed(),
                                             data_samples))
+        if self.prompted_teacher_cls_weight:
+            losses.update(self._prompted_identity_loss(
+                values['teacher.prompted_embedding'], gt))
         for name, rec in self.recorders.items():
             values[f'recorder.{name}'] = rec.data
         return losses, values
@@ -467,7 +541,10 @@ class FaceDistiller(BaseModel):
             t_emb = self.teacher.extract_feat(inputs)
         out = {'teacher.embedding': t_emb}
         if needed & {'teacher.logits', 'teacher.margin_logits'}:
-            t_out = self.teacher.get_logits(t_emb, gt)
+            columns = getattr(self, '_student_columns', None)
+            t_out = self.teacher.get_logits(
+                t_emb, gt, **({} if columns is None else
+                              dict(class_index=columns)))
             out['teacher.logits'] = t_out['logits']
             out['teacher.margin_logits'] = t_out['margin_logits']
         return out
@@ -497,8 +574,21 @@ class FaceDistiller(BaseModel):
             with torch.no_grad(), self.teacher.backbone.without_prompts():
                 out = self._teacher_outputs(inputs, gt, needed)
         with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
-            self.teacher.extract_feat(inputs)  # fills the teacher recorders
+            # fills the teacher recorders
+            out['teacher.prompted_embedding'] = self.teacher.extract_feat(
+                inputs)
         return out
+
+    def _prompted_identity_loss(self, emb: torch.Tensor, gt: torch.Tensor
+                                ) -> Dict[str, torch.Tensor]:
+        """APT identity anchor: the frozen teacher head's margin softmax on
+        the prompted embedding (gradient reaches only the prompts)."""
+        head = self.teacher.head
+        with torch.autocast(emb.device.type, enabled=False):
+            out = head.loss_by_logits(head.get_logits(emb.float(), gt), gt)
+        return {'teacher.loss_cls_prompted':
+                self.prompted_teacher_cls_weight * out['loss_cls'],
+                'teacher.accuracy_prompted': out['accuracy']}
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor,

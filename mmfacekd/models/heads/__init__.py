@@ -5,6 +5,7 @@ from .margin_head import (
                           combined_margin_cosine,
                           stack_gt_labels,
 )
+from .partial_fc_head import PartialFCHead
 
-__all__ = ['MarginHead', 'ArcFaceHead', 'CosFaceHead',
+__all__ = ['MarginHead', 'ArcFaceHead', 'CosFaceHead', 'PartialFCHead',
            'combined_margin_cosine', 'stack_gt_labels']

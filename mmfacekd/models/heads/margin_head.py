@@ -103,7 +103,8 @@ class MarginHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if num_classes is None or num_classes <= 0:
             raise ValueError(
-                f'MarginHead needs num_classes > 0, got {num_classes}; set '
+                f'{type(self).__name__} needs num_classes > 0, got '
+                f'{num_classes}; set '
                 '`model.head.num_classes` to the identity count of the '
                 'training set (the `property` file of a .rec set).')
         self.num_classes = num_classes
@@ -111,8 +112,13 @@ class MarginHead(BaseModule):
         self.s, self.m1, self.m2, self.m3 = s, m1, m2, m3
         self.grad_mode = grad_mode
         self.loss_weight = loss_weight
-        self.weight = nn.Parameter(torch.empty(num_classes, in_channels))
-        nn.init.normal_(self.weight, std=0.01)
+        self.weight = self._build_weight()
+
+    def _build_weight(self) -> nn.Parameter:
+        """The (C, D) class centres, normal(std=0.01) as insightface."""
+        weight = nn.Parameter(torch.empty(self.num_classes, self.in_channels))
+        nn.init.normal_(weight, std=0.01)
+        return weight
 
     def init_weights(self) -> None:
         if self.init_cfg is not None:

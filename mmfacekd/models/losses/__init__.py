@@ -1,4 +1,5 @@
 """Distillation losses."""
+from .adadistill import AdaDistillLoss, adaptive_alpha, ema_center_update
 from .cakd import CAKDLoss, LocalSelfAttention
 from .cckd import CCKDLoss, taylor_rbf_correlation
 from .darkrank import DarkRankLoss
@@ -19,6 +20,7 @@ from .gkd import (
 from .kd import KDLoss
 from .margin_distillation import MarginDistillationLoss, load_class_centers
 from .rkd import RKDLoss, pairwise_distances
+from .sharded import ShardedDKDLoss, ShardedGKDLoss, ShardedKDLoss
 from .shrinkteanet import ShrinkTeaNetLoss
 from .sp import SPLoss, sp_similarity
 from .triplet_distillation import TripletDistillationLoss, embedding_distances
@@ -32,5 +34,7 @@ __all__ = [
     'FitNetLoss', 'RKDLoss', 'pairwise_distances', 'SPLoss', 'sp_similarity',
     'CCKDLoss', 'taylor_rbf_correlation', 'DarkRankLoss', 'ShrinkTeaNetLoss',
     'TripletDistillationLoss', 'embedding_distances',
-    'MarginDistillationLoss', 'load_class_centers'
+    'MarginDistillationLoss', 'load_class_centers',
+    'ShardedKDLoss', 'ShardedDKDLoss', 'ShardedGKDLoss',
+    'AdaDistillLoss', 'adaptive_alpha', 'ema_center_update'
 ]

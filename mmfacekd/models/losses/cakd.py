@@ -12,7 +12,7 @@ from torch import Tensor
 from mmfacekd.registry import MODELS
 
 __all__ = ['LocalSelfAttention', 'CAKDLoss', 'batch_standardize',
-           'off_diagonal_correlation']
+           'off_diagonal_correlation', 'first_component_share']
 
 
 def batch_standardize(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -32,6 +32,18 @@ def off_diagonal_correlation(x: Tensor, eps: float = 1e-5) -> Tensor:
     corr = z.t() @ z / z.shape[0]
     off = corr - torch.diag_embed(torch.diagonal(corr))
     return off.pow(2).sum() / corr.shape[0]
+
+
+@torch.no_grad()
+def first_component_share(x: Tensor) -> Tensor:
+    """Share of the variance of ``(..., d)`` features (every leading index a
+    sample) on their first principal component: ``lambda_max / sum lambda``
+    of the ``d x d`` covariance. ``1/d`` for isotropic features, ``1`` for
+    a dimensional collapse onto one direction (the CAKD collapse monitor)."""
+    z = x.reshape(-1, x.shape[-1]).float()
+    z = z - z.mean(0)
+    eig = torch.linalg.eigvalsh(z.t() @ z / max(z.shape[0], 1))
+    return eig[-1] / eig.sum().clamp_min(1e-12)
 
 
 class LocalSelfAttention(nn.Module):
@@ -146,7 +158,10 @@ class CAKDLoss(nn.Module):
       random init (it cannot collapse then; the URFMs still can partly).
 
     Returns a dict: ``loss`` and the unweighted terms ``attn``, ``feat``
-    (and ``decor``), logged as ``distill.<name>.attn`` etc.
+    (and ``decor``), logged as ``distill.<name>.attn`` etc., and the
+    collapse monitors ``pc1_s``/``pc1_t``: the share of the variance of each
+    branch's MSA outputs on their first principal component
+    (:func:`first_component_share`; ``1/d`` isotropic, ``1`` collapsed).
 
     Args:
         embed_dims (int): ``d`` of the local features.
@@ -219,7 +234,9 @@ class CAKDLoss(nn.Module):
             loss_attn = F.mse_loss(attn_s, attn_t)
             loss_feat = F.mse_loss(out_s, out_t)
             loss = self.lambda_attn * loss_attn + self.lambda_feat * loss_feat
-            stats = dict(attn=loss_attn.detach(), feat=loss_feat.detach())
+            stats = dict(attn=loss_attn.detach(), feat=loss_feat.detach(),
+                         pc1_s=first_component_share(out_s),
+                         pc1_t=first_component_share(out_t))
             if self.decorrelation:
                 decor = (off_diagonal_correlation(out_s)
                          + off_diagonal_correlation(out_t))

@@ -37,8 +37,10 @@ class DarkRankLoss(BatchLoss):
         \mathcal{L}_{DR} = -\frac{w}{B} \sum_{q=1}^{B} \sum_{l=1}^{L}
         \Big( S^S(q, \pi_l) - \log \sum_{m=l}^{L} \exp S^S(q, \pi_m) \Big)
 
-    Choices:
+    Deviations from Chen et al. (2018):
 
+    * Only the *hard* rank transfer; the paper's *soft* variant (KL over
+      the probabilities of all permutations) is not implemented.
     * Settings of the face-recognition baselines (EKD authors, TFace):
       :math:`\alpha = 3`, :math:`\beta = 3`, list length :math:`L = 3`,
       L2-normalized embeddings (``normalize=True``), weight 1.

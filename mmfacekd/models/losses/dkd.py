@@ -92,6 +92,23 @@ class DKDLoss(nn.Module):
     temperature :math:`T` (see :func:`dkd_terms`). The target class is masked
     out in log space. The teacher logits are treated as constants.
 
+    Deviations from Zhao et al. (2022):
+
+    * **Warm-up.** The authors scale the DKD term by
+      :math:`\min(e / E_w, 1)` (epochs :math:`e` from 1, :math:`E_w = 20`
+      on CIFAR-100, 1 — i.e. none — on ImageNet). The ramp is not part of
+      this loss: :class:`DistillWarmupHook` with ``count_from=1`` provides
+      it (``dkd_warmup`` in ``configs/_base_/losses/dkd.py``,
+      ``configs/dkd/dkd_warmup_r50_mbf.py``; per iteration with
+      ``by_epoch=False``). ``dkd_r50_mbf.py`` has none.
+    * :math:`\alpha = 1, \beta = 8, T = 4` are the paper's CIFAR-100
+      values (ImageNet: :math:`\beta = 0.5, T = 1`); no face-recognition
+      values are published. The logits are the margin heads' s·cosθ
+      logits, not a linear classifier's.
+    * The target class is removed with a :math:`-\infty` mask in log space
+      instead of the authors' code's :math:`-1000` logit offset (same
+      values, finite for large logits).
+
     Args:
         alpha (float): Weight :math:`\alpha` of TCKD. Defaults to 1.0.
         beta (float): Weight :math:`\beta` of NCKD. Defaults to 8.0.

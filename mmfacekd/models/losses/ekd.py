@@ -37,7 +37,9 @@ the pair :math:`(i, j)`, :math:`i < j`. A pair is *positive* if
   :math:`r^S = r(x^S; a^S)`, :math:`r^T = r(x^T; a^T)` and :math:`w` the
   loss weight (1.0 in the paper).
 
-Implementation decisions (where the paper leaves a choice):
+Deviations from Huang et al. (2022): none in the loss, the weights
+(0.02 / 0.01, total weight 1) or the P×K batches (the sampler's
+``cls_loss_on='random_part'``). Where the paper leaves a choice:
 
 * **Anchor index.** ``min(N_neg // a_k, N_neg - 1)``: when the batch has
   fewer than :math:`a_k` negatives (the 1e-5 / 1e-6 anchors at usual batch

@@ -13,36 +13,69 @@ class FitNetLoss(nn.Module):
     r"""Hint loss of `FitNets: Hints for Thin Deep Nets
     <https://arxiv.org/abs/1412.6550>`_ (Romero et al., ICLR 2015).
 
-    The student's hint (its embedding, or an intermediate feature map brought
-    to the teacher's width by a trainable regressor :math:`r`, e.g. a
-    :class:`ProjectionConnector` with ``spatial=True`` — a 1x1 conv) is
-    regressed onto the teacher's guided feature. With :math:`u_b` the
-    flattened student hint and :math:`v_b` the flattened teacher feature of
-    sample :math:`b` (each optionally L2-normalized, :math:`\hat{x} =
-    x / \|x\|_2`, over the whole flattened vector of one sample):
+    The student's guided feature (its embedding, or an intermediate feature
+    map brought to the teacher's width by a trainable regressor :math:`r`)
+    is regressed onto the teacher's hint. With :math:`s_b` the flattened
+    student feature (after :math:`r`) and :math:`t_b` the flattened teacher
+    hint of sample :math:`b` (each optionally L2-normalized over the whole
+    flattened vector of one sample):
 
     .. math::
-        \mathcal{L}_{mean} = \frac{w}{B N} \sum_{b=1}^{B} \|u_b - v_b\|_2^2,
+        \mathcal{L}_{mean} = \frac{w}{B N} \sum_{b=1}^{B} \|s_b - t_b\|_2^2,
         \qquad
         \mathcal{L}_{batchmean} = \frac{w}{B} \sum_{b=1}^{B}
-        \|u_b - v_b\|_2^2
+        \|s_b - t_b\|_2^2
 
     with :math:`N` the number of elements of one sample's feature. The
-    paper's :math:`\frac{1}{2}\|u - r(v)\|^2` corresponds to
-    ``reduction='batchmean'`` (the :math:`\frac{1}{2}` folded into
-    :math:`w`).
+    paper's eq. 3, :math:`\frac{1}{2}\|u_h - r(v_g)\|^2` (:math:`u_h` the
+    teacher's hint, :math:`v_g` the student's guided layer), is
+    ``reduction='batchmean', loss_weight=0.5``.
 
-    Choices (the paper trains hints in a separate stage; face-recognition
-    baselines add the hint to the margin-softmax loss):
+    Two uses (configs in ``configs/fitnet/``):
 
-    * Defaults follow the face-recognition usage of the EKD authors'
-      baselines (TFace, CVPR 2022): ``MSELoss`` (element mean) between the raw
-      student and teacher embeddings, weight 1, added to the margin softmax.
+    * **Embedding hint** (``fitnet_r50_mbf.py``, the face-recognition
+      baselines): ``MSELoss`` (element mean) between the raw 512-d student
+      and teacher embeddings, weight 1, added to the margin softmax — the
+      EKD authors' TFace baseline. The GKD authors' public FitNet
+      (WisonZ/GKD ``distillation/fitnet.py``) compares L2-normalized
+      embeddings with the squared error summed and divided by
+      :math:`2B`: ``normalize=True, reduction='batchmean',
+      loss_weight=0.5`` (``fitnet_gkd_r50_mbf.py``).
+    * **Intermediate hint** (``fitnet_hint_r50_mbf.py``, the paper's): the
+      output of a middle student stage (the guided layer, MobileFaceNet
+      ``backbone.layers.3``, 128x28x28) is recorded, mapped by a trainable
+      convolutional regressor :math:`r` (a ``connectors`` entry, a
+      :class:`ProjectionConnector` with ``spatial=True``) and regressed onto
+      the recorded middle teacher stage (the hint, IResNet
+      ``backbone.layer2``, 128x28x28); see ``fitnet_hint_*`` in
+      ``configs/_base_/losses/fitnet.py``. The regressor is a distiller
+      connector, so it is trained by the optimizer with the student.
+
+    Deviations from Romero et al. (2015):
+
+    * **One stage.** The paper first trains the student up to the guided
+      layer on the hint loss alone (stage 1), then the whole student with
+      KD (stage 2). Here the hint is added to the margin-softmax loss and
+      everything trains jointly from the start, as in the face baselines
+      (a stage-1 run would need ``student_loss_weight=0`` and
+      ``find_unused_parameters=True``; not provided).
+    * **Regressor.** The paper's convolutional regressor has the kernel
+      :math:`N_g - N_h + 1` that maps the guided layer's spatial size onto
+      the hint's; both stages are 28x28 here, so that kernel is 1x1 — the
+      1x1 conv of :class:`ProjectionConnector`. It is linear (no ReLU): the
+      paper gives :math:`r` the hint layer's non-linearity, and an IResNet
+      stage output (a residual sum) has none. Maps of different spatial
+      sizes are an error (no larger kernels).
+    * **Scale.** The hint config uses the element mean (``'mean'``,
+      weight 1) instead of eq. 3's half sum: summed over a 128x28x28 map the
+      term is ~1e5 times larger and would swamp the margin softmax in joint
+      training. The weight is a project choice, not tuned.
     * ``normalize=True`` compares directions only (with ``'batchmean'`` the
-      loss is :math:`2 - 2\cos(u_b, v_b)` averaged over the batch).
-    * Student and teacher shapes must agree; put a connector on the student
-      for another width, use :class:`FeatureMSELoss` for maps of another
-      spatial size. The teacher side is detached.
+      loss is :math:`2 - 2\cos(s_b, t_b)` averaged over the batch); not in
+      the paper.
+    * Student and teacher shapes must agree (put a connector on the
+      student); use :class:`FeatureMSELoss` for maps of another spatial
+      size. The teacher side is detached.
 
     Args:
         normalize (bool): L2-normalize each sample's flattened student and

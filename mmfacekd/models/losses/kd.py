@@ -29,6 +29,14 @@ class KDLoss(nn.Module):
     (e.g. :math:`s=64` cosine) logits. The teacher logits are treated as
     constants (detached).
 
+    Deviations from Hinton et al. (2015): none in the term. The paper's
+    soft-target cross-entropy and this KL differ by the teacher's entropy,
+    a constant (same gradients); its :math:`T^2` scaling is applied; the
+    hard-target loss it adds is the distiller's student loss
+    (``student_loss_weight``). The logits are those of a margin head
+    (:math:`s \cos\theta`, or margin logits), not of a plain linear
+    classifier — a face-recognition usage, not part of the paper.
+
     Args:
         temperature (float): The softening temperature :math:`T`.
             Defaults to 4.0.

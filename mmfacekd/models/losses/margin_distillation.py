@@ -11,7 +11,7 @@ from mmfacekd.registry import MODELS
 from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
 
 from ..utils import gather_no_grad
-from .utils import BatchLoss, prepare_embedding_pair
+from .utils import BatchLoss, check_center_inputs, prepare_embedding_pair
 
 __all__ = ['MarginDistillationLoss', 'load_class_centers']
 
@@ -72,7 +72,8 @@ class MarginDistillationLoss(BatchLoss):
     :math:`m_{min} = 0.2`, :math:`m_{max} = 0.5` as in the authors' code;
     the maximum runs over the (global) batch.
 
-    What is implemented, where the paper leaves a choice:
+    Deviations from Svitov & Alyamkin (2020), and choices where the paper
+    leaves one:
 
     * **Class centers.** ``prototype_file``: the teacher's classifier
       weights (a teacher :class:`FaceRecognizer` checkpoint, key
@@ -97,7 +98,8 @@ class MarginDistillationLoss(BatchLoss):
       :math:`\cos\theta - m \sin m` where :math:`\theta + m > \pi`).
     * **Use.** The paper trains the student with this loss *instead of*
       its own margin softmax: set the distiller's
-      ``student_loss_weight=0``. Labels ``< 0`` are ignored.
+      ``student_loss_weight=0``; the distiller then neither runs nor trains
+      the student's own (C-way) head. Labels ``< 0`` are ignored.
     * ``gather=True``: the batch maximum :math:`\max_j c_j` and the
       running-center update use all ranks (all ranks keep identical
       centers); the cross-entropy itself is per sample. The teacher side
@@ -222,19 +224,9 @@ class MarginDistillationLoss(BatchLoss):
             student_embedding, teacher_embedding, normalize=True,
             flatten=False)
         labels = gt_label.reshape(-1).long()
-        if labels.numel() != student_embedding.size(0):
-            raise ValueError(f'{labels.numel()} labels for '
-                             f'{student_embedding.size(0)} embeddings')
         dim = (self.centers if self.from_file else self.center_sums).size(1)
-        if {student_embedding.size(1), teacher_embedding.size(1)} != {dim}:
-            raise ValueError(
-                f'MarginDistillationLoss: the class centers are {dim}-d, the '
-                f'student embedding {student_embedding.size(1)}-d and the '
-                f'teacher embedding {teacher_embedding.size(1)}-d; they must '
-                'agree')
-        if labels.numel() and int(labels.max()) >= self.num_classes:
-            raise ValueError(f'label {int(labels.max())} >= num_classes '
-                             f'{self.num_classes} of the class centers')
+        check_center_inputs('MarginDistillationLoss', s_hat, t_hat, labels,
+                            self.num_classes, dim)
         dtype = s_hat.dtype
         if self.training and not self.from_file:
             self._update_centers(t_hat, labels)

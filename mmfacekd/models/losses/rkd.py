@@ -74,7 +74,9 @@ class RKDLoss(BatchLoss):
     with :math:`\ell_\delta` the Huber (smooth-L1, :math:`\delta = 1`) loss,
     :math:`\lambda_D = 25`, :math:`\lambda_A = 50`.
 
-    Choices:
+    Deviations from Park et al. (2019): none in the terms or weights
+    (:math:`\lambda_D = 25`, :math:`\lambda_A = 50`, the paper's). Where
+    the paper leaves a choice:
 
     * The denominators :math:`B^2` and :math:`B^3` are those of the
       authors' code (and of the face-recognition baselines of the EKD

@@ -24,12 +24,17 @@ class ShrinkTeaNetLoss(nn.Module):
 
     with :math:`f_b` the flattened feature of sample :math:`b`.
 
-    Choices: applied to the final embeddings (the paper also distils
-    intermediate stages; feed a ``recorder.``/``connector.`` input for
-    those); the unsquared cosine distance averaged over the batch with
-    weight 1, as the face-recognition reimplementations (MarginDistillation
-    authors' "angular distillation", EKD authors' baselines) use it. The
-    teacher side is detached.
+    Deviations from Duong et al. (2019):
+
+    * Final embeddings only by default; the paper also distils the
+      intermediate stages (feed ``recorder.``/``connector.`` inputs, one
+      loss per stage, for those).
+    * The form is the unsquared cosine distance averaged over the batch,
+      weight 1, as the face-recognition reimplementations
+      (MarginDistillation authors' "angular distillation", EKD authors'
+      baselines) use it; the paper's exact equation and weight were not
+      re-checked here.
+    * The teacher side is detached.
 
     Args:
         loss_weight (float): Weight :math:`w`. Defaults to 1.0.

@@ -54,8 +54,10 @@ class TripletDistillationLoss(BatchLoss):
     :math:`m_{max} = 0.5`). The maximum runs over the triplet set
     :math:`\mathcal{T}` of the batch (:math:`m = m_{min}` when it is 0).
 
-    Choices (the paper selects triplets offline, FaceNet-style, and
-    fine-tunes a pre-trained student with the triplet loss alone):
+    Deviations from Feng et al. (2019) (the paper selects triplets offline,
+    FaceNet-style, and fine-tunes a pre-trained student with the triplet
+    loss alone; here the loss is added to the margin softmax from the
+    start, with triplets from each batch):
 
     * The triplets come from the batch (use an identity-balanced P×K
       sampler so that it holds positives). ``mining='all'`` (default):

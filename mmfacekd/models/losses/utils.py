@@ -8,7 +8,10 @@ from torch import Tensor
 
 from ..utils import gather_no_grad, gather_with_grad
 
-__all__ = ['check_logits_pair', 'prepare_embedding_pair', 'BatchLoss']
+__all__ = [
+    'check_logits_pair', 'prepare_embedding_pair', 'BatchLoss',
+    'check_center_inputs'
+]
 
 
 class BatchLoss(nn.Module):
@@ -42,6 +45,35 @@ def check_logits_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
         raise ValueError('expected student and teacher logits of the same '
                          f'(B, C) shape, got {tuple(student_logits.shape)}'
                          f' and {tuple(teacher_logits.shape)}')
+
+
+def check_center_inputs(owner: str, student: Tensor, teacher: Tensor,
+                        labels: Tensor, num_classes: int, dim: int) -> None:
+    """Check (B, D) embeddings and (B, ) labels against (C, D) class centres.
+
+    Args:
+        owner (str): The loss, named in the errors.
+        student, teacher (Tensor): (B, D) embeddings.
+        labels (Tensor): (B, ) labels (``< 0``: ignored).
+        num_classes (int): C.
+        dim (int): D.
+
+    Raises:
+        ValueError: naming the mismatch and the setting that fixes it.
+    """
+    if labels.numel() != student.size(0):
+        raise ValueError(f'{owner}: {labels.numel()} labels for '
+                         f'{student.size(0)} embeddings')
+    if {student.size(1), teacher.size(1)} != {dim}:
+        raise ValueError(
+            f'{owner}: the class centres are {dim}-d, the student embedding '
+            f'{student.size(1)}-d and the teacher embedding '
+            f'{teacher.size(1)}-d; they must agree (set embed_dim, or match '
+            'the necks)')
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise ValueError(f'{owner}: label {int(labels.max())} >= num_classes '
+                         f'{num_classes} of the class centres; set '
+                         'num_classes to the identities of the training set')
 
 
 def prepare_embedding_pair(student: Tensor,

@@ -101,12 +101,13 @@ class FaceRecognizer(BaseModel):
                                f'{what}; add `head=dict(...)`.')
 
     def get_logits(self, embedding: torch.Tensor,
-                   gt_label: Optional[torch.Tensor] = None
-                   ) -> Dict[str, torch.Tensor]:
+                   gt_label: Optional[torch.Tensor] = None,
+                   **head_kwargs) -> Dict[str, torch.Tensor]:
         """The head's ``logits`` (s·cos θ) and, with labels, ``margin_logits``
-        for every sample of ``embedding``."""
+        for every sample of ``embedding`` (``head_kwargs``: e.g. the
+        ``class_index`` of a :class:`PartialFCHead`)."""
         self._require_head('logits')
-        return self.head.get_logits(embedding, gt_label)
+        return self.head.get_logits(embedding, gt_label, **head_kwargs)
 
     def loss_by_embedding(self, embedding: torch.Tensor, data_samples: List
                           ) -> Tuple[Dict[str, torch.Tensor],

@@ -141,3 +141,61 @@ def test_bad_trainable_prefix_and_unexpected_keys(plain_teacher_ckpt,
     torch.save(dict(state_dict=state), bad)
     with pytest.raises(RuntimeError, match='unexpected keys'):
         MODELS.build(distiller_cfg(str(bad)))
+
+
+def _arcface_ce_by_hand(emb, weight, gt, s, m):
+    """ArcFace CE written out: s*cos(theta_y + m) on the target column."""
+    cos = torch.nn.functional.normalize(emb) @ \
+        torch.nn.functional.normalize(weight).t()
+    theta = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+    target = torch.cos(theta.gather(1, gt[:, None]) + m)
+    logits = cos.scatter(1, gt[:, None], target) * s
+    return torch.nn.functional.cross_entropy(logits, gt)
+
+
+def test_prompted_identity_anchor(plain_teacher_ckpt):
+    """teacher.loss_cls_prompted = w * ArcFace CE of the *prompted* teacher
+    embedding through the frozen teacher head; its gradient reaches the
+    prompts and nothing else of the teacher."""
+    path, _ = plain_teacher_ckpt
+    cfg = distiller_cfg(path, prompted_teacher_cls_weight=0.5)
+    model = MODELS.build(cfg)
+    with torch.no_grad():  # non-zero prompts: the prompted pass differs
+        for p in model.teacher.backbone.prompts:
+            p.normal_()
+    model.train()
+    data = model.data_preprocessor(batch(), training=True)
+    losses = model(**data, mode='loss')
+    gt = torch.tensor([s.gt_label.item() for s in data['data_samples']])
+    with torch.no_grad():
+        prompted = model.teacher.extract_feat(data['inputs'])
+        with model.teacher.backbone.without_prompts():
+            plain = model.teacher.extract_feat(data['inputs'])
+    assert not torch.allclose(prompted, plain)
+    weight = model.teacher.head.weight
+    want = 0.5 * _arcface_ce_by_hand(prompted, weight, gt, 16.0, 0.3)
+    torch.testing.assert_close(losses['teacher.loss_cls_prompted'], want,
+                               rtol=1e-5, atol=1e-6)
+    assert 'teacher.accuracy_prompted' in losses
+    model.zero_grad()
+    losses['teacher.loss_cls_prompted'].backward()
+    for name, p in model.named_parameters():
+        if name.startswith('teacher.backbone.prompts.'):
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+        elif name.startswith('teacher.') or name.startswith('student.'):
+            assert p.grad is None or not p.grad.any(), name
+
+
+def test_prompted_identity_anchor_refusals(plain_teacher_ckpt):
+    path, _ = plain_teacher_ckpt
+    plain_teacher = dict(type='FaceRecognizer', backbone=VIT, head=HEAD)
+    with pytest.raises(ValueError, match='has no prompts'):
+        MODELS.build(distiller_cfg(
+            path, teacher=plain_teacher, teacher_trainable=[],
+            recorders={}, connectors={}, distill_losses=dict(kd=dict(
+                type='KDLoss', inputs=dict(student_logits='student.logits',
+                                           teacher_logits='teacher.logits'))),
+            prompted_teacher_cls_weight=1.0))
+    with pytest.raises(ValueError, match="teacher_trainable="):
+        MODELS.build(distiller_cfg(None, teacher_trainable=[],
+                                   prompted_teacher_cls_weight=1.0))

@@ -37,6 +37,41 @@ def tiny_recognizer() -> Callable[..., Dict[str, Any]]:
     return build
 
 
+@pytest.fixture(scope='session')
+def tiny_distiller(tiny_recognizer) -> Callable[..., Any]:
+    """``build(**kw)``: a FaceDistiller (tiny MobileFaceNet student, tiny
+    random IResNet teacher, ``torch.manual_seed(0)``) in training mode, with
+    ``kw`` (losses, recorders, ...) added to its config."""
+
+    def build(**kw):
+        from mmfacekd.registry import MODELS
+        torch.manual_seed(0)
+        return MODELS.build(dict(
+            type='FaceDistiller', student=tiny_recognizer('mbf'),
+            teacher=tiny_recognizer('r18'), teacher_ckpt=None,
+            **kw)).train()
+
+    return build
+
+
+@pytest.fixture(scope='session')
+def trainable_optimizer() -> Callable[..., Any]:
+    """``build(model)``: ``(optim_wrapper, ids)`` — SGD built by the
+    project's TrainableParamsOptimWrapperConstructor and the ``id`` s of the
+    parameters it holds."""
+
+    def build(model):
+        from mmengine.optim import build_optim_wrapper
+        wrapper = build_optim_wrapper(model, dict(
+            type='OptimWrapper',
+            constructor='TrainableParamsOptimWrapperConstructor',
+            optimizer=dict(type='SGD', lr=0.1)))
+        return wrapper, {id(p) for g in wrapper.optimizer.param_groups
+                         for p in g['params']}
+
+    return build
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -16,13 +16,31 @@ def test_identical_local_features_give_zero():
     loss = MODELS.build(dict(type='CAKDLoss', embed_dims=16, num_heads=4))
     h = torch.randn(3, 49, 16)
     out = loss(h, h.clone())
-    assert set(out) == {'loss', 'attn', 'feat'}
-    for v in out.values():
-        assert v.item() == 0.0
+    assert set(out) == {'loss', 'attn', 'feat', 'pc1_s', 'pc1_t'}
+    for k in ('loss', 'attn', 'feat'):
+        assert out[k].item() == 0.0
+    assert out['pc1_s'] == out['pc1_t']
     out = loss(h, torch.randn(3, 49, 16))
     assert out['loss'] > 0 and out['attn'] > 0 and out['feat'] > 0
     with pytest.raises(ValueError):
         loss(h, torch.randn(3, 16, 16))
+
+
+def test_first_component_share():
+    """lambda_max / sum(lambda) of the covariance, against numpy's SVD of
+    the centred data; 1 for features on one line, ~1/d for isotropic."""
+    import numpy as np
+
+    from mmfacekd.models.losses.cakd import first_component_share
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 50, 8, generator=g) * torch.arange(1., 9.)
+    z = x.reshape(-1, 8).double().numpy()
+    sv = np.linalg.svd(z - z.mean(0), compute_uv=False) ** 2
+    assert abs(first_component_share(x).item() - sv[0] / sv.sum()) < 1e-5
+    line = torch.randn(300, 1, generator=g) * torch.randn(1, 8, generator=g)
+    assert abs(first_component_share(line).item() - 1) < 1e-5
+    iso = torch.randn(20000, 8, generator=g)
+    assert abs(first_component_share(iso).item() - 1 / 8) < 0.02
 
 
 def test_attention_loss_by_hand_one_head():

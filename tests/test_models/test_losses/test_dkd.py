@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 
 import mmfacekd.models.losses  # noqa: F401  (registers the losses)
 from mmfacekd.models.losses import DKDLoss, KDLoss, dkd_terms
@@ -102,3 +103,93 @@ def test_dkd_gradient_and_large_logits():
         assert torch.isfinite(value)
         assert torch.isfinite(student.grad).all()
         student.grad = None
+
+
+# ------------------------------------------------- the DKD warm-up ramp
+class _Faces(torch.utils.data.Dataset):
+    """8 uint8 3x32x32 faces of 4 identities."""
+
+    def __init__(self) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.imgs = torch.randint(0, 256, (8, 3, 32, 32), generator=gen,
+                                  dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.imgs)
+
+    def __getitem__(self, i):
+        from mmpretrain.structures import DataSample
+        return dict(inputs=self.imgs[i],
+                    data_samples=DataSample().set_gt_label(i % 4))
+
+
+class _RampProbe(Hook):
+    """After each iteration: the logged scale and DKD term, and the DKD
+    term of the same batch recomputed at scale 1 (lr = 0 keeps the
+    weights; train-mode BatchNorm uses batch statistics)."""
+
+    priority = 'LOWEST'
+
+    def __init__(self) -> None:
+        self.rows = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        model = runner.model
+        scale = model.distill_weight_scale
+        model.distill_weight_scale = 1.0
+        with torch.no_grad():
+            data = model.data_preprocessor(data_batch, True)
+            ref = model(**data, mode='loss')['distill.loss_dkd']
+        model.distill_weight_scale = scale
+        logged = {k: float(torch.as_tensor(outputs[k]).detach())
+                  for k in ('distill.weight_scale', 'distill.loss_dkd')}
+        self.rows.append((runner.epoch, runner.iter,
+                          logged['distill.weight_scale'],
+                          logged['distill.loss_dkd'], float(ref)))
+
+
+@pytest.mark.parametrize('by_epoch,warmup', [(True, 2), (False, 4)])
+def test_dkd_warmup_ramp_in_a_runner(tmp_path, tiny_recognizer, by_epoch,
+                                     warmup):
+    """The DKD configs' ramp (``_base_/losses/dkd.py``: DistillWarmupHook,
+    epochs counted from 1) in a real Runner: the DKD term of iteration i of
+    epoch e is min((e + 1) / W, 1) (per epoch) or min((i + 1) / W, 1) (per
+    iteration) times the unramped term."""
+    import uuid
+
+    from mmengine.config import Config
+    from mmengine.dataset import pseudo_collate
+    from mmengine.runner import Runner
+
+    from conftest import ROOT
+    base = Config.fromfile(f'{ROOT}/configs/_base_/losses/dkd.py')
+    hook = dict(base.dkd_warmup, warmup_epochs=warmup, by_epoch=by_epoch)
+    probe = _RampProbe()
+    torch.manual_seed(0)
+    runner = Runner(
+        model=dict(type='FaceDistiller', student=tiny_recognizer('mbf'),
+                   teacher=tiny_recognizer('r18'), teacher_ckpt=None,
+                   distill_losses=dict(dkd=base.dkd_loss)),
+        work_dir=str(tmp_path), experiment_name=uuid.uuid4().hex[:8],
+        train_dataloader=torch.utils.data.DataLoader(
+            _Faces(), batch_size=4, collate_fn=pseudo_collate),
+        train_cfg=dict(by_epoch=True, max_epochs=3),
+        optim_wrapper=dict(
+            optimizer=dict(type='SGD', lr=0.0),
+            constructor='TrainableParamsOptimWrapperConstructor'),
+        default_hooks=dict(checkpoint=None,
+                           logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=[hook, probe], default_scope='mmfacekd')
+    runner.train()
+    assert len(probe.rows) == 6
+    for epoch, it, scale, value, ref in probe.rows:
+        step = epoch if by_epoch else it
+        expected = min((step + 1) / warmup, 1.0)  # the DKD authors' formula
+        assert scale == pytest.approx(expected)
+        assert value == pytest.approx(expected * ref, rel=1e-5)
+        assert ref > 0
+    if by_epoch:
+        assert [r[2] for r in probe.rows] == [0.5, 0.5, 1, 1, 1, 1]
+    else:
+        assert [r[2] for r in probe.rows] == [0.25, 0.5, 0.75, 1, 1, 1]

@@ -104,3 +104,89 @@ def test_fitnet_hint_on_recorded_maps_through_conv_connector(
     assert isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (1, 1)
     assert conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.teacher.parameters())
+
+
+# ------------------------------------------- the paper's intermediate hint
+def _hint_parts():
+    """``recorders``/``connectors``/``fitnet_hint_loss`` of the FitNet base
+    loss config, as the hint configs use them."""
+    from mmengine.config import Config
+
+    from conftest import ROOT
+    cfg = Config.fromfile(f'{ROOT}/configs/_base_/losses/fitnet.py')
+    return (cfg.fitnet_hint_recorders, cfg.fitnet_hint_connectors,
+            cfg.fitnet_hint_loss)
+
+
+def test_intermediate_hint_matches_hand_regressor_and_mse(
+        tiny_distiller, trainable_optimizer):
+    recorders, connectors, hint_loss = _hint_parts()
+    # tiny nets: student layers.3 is (B, 64, 8, 8), teacher layer2
+    # (B, 16, 8, 8) at 32x32
+    connectors.fitnet_regressor.update(in_channels=64, out_channels=16)
+    model = tiny_distiller(recorders=recorders, connectors=connectors,
+                           distill_losses=dict(fitnet=hint_loss))
+    # own hooks on the two stages, independent of the distiller's recorders
+    seen = {}
+    hooks = [m.register_forward_hook(
+        lambda mod, i, o, k=k: seen.__setitem__(k, o.detach().clone()))
+        for k, m in (('s', model.student.backbone.layers[3]),
+                     ('t', model.teacher.backbone.layer2))]
+    x = torch.randn(4, 3, 32, 32)
+    samples = [DataSample().set_gt_label(i % 4) for i in range(4)]
+    losses = model.loss(x, samples)
+    for h in hooks:
+        h.remove()
+    assert seen['s'].shape == (4, 64, 8, 8)
+    assert seen['t'].shape == (4, 16, 8, 8)
+    conv = model.connectors['fitnet_regressor'].proj[0]
+    w, b = conv.weight.detach()[:, :, 0, 0], conv.bias.detach()
+    # the regressor by hand: r(v)[n, o, h, w] = sum_c W[o, c] v[n, c, h, w]
+    # + b[o]; then the mean of the squared differences over every element
+    reg = torch.einsum('oc,nchw->nohw', w, seen['s']) \
+        + b.view(1, -1, 1, 1)
+    diff = [(a - c)**2 for a, c in zip(reg.flatten().tolist(),
+                                       seen['t'].flatten().tolist())]
+    value = losses['distill.loss_fitnet']
+    assert value.item() == pytest.approx(sum(diff) / len(diff), rel=1e-5)
+
+    # the regressor is trained: gradients, in the optimizer, moved by a step
+    wrapper, in_opt = trainable_optimizer(model)
+    reg_params = list(model.connectors['fitnet_regressor'].parameters())
+    assert {id(p) for p in reg_params} <= in_opt
+    assert not {id(p) for p in model.teacher.parameters()} & in_opt
+    before = conv.weight.detach().clone()
+    wrapper.backward(value)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in reg_params)
+    wrapper.step()
+    assert not torch.equal(conv.weight, before)
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
+def test_r50_hint_config_maps_agree(tmp_path):
+    """The MS1MV2 hint config's recorder sources and regressor channels fit
+    IResNet-50 and MobileFaceNet at 112x112 (heads shrunk)."""
+    from mmengine.config import Config
+
+    from conftest import ROOT
+    cfg = Config.fromfile(
+        f'{ROOT}/configs/fitnet/fitnet_hint_r50_mbf.py').model
+    cfg.teacher_ckpt = None
+    cfg.teacher.backbone.zero_init_residual = True
+    cfg.student.head.num_classes = cfg.teacher.head.num_classes = 4
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.train()
+    shapes = {}
+    hooks = [rec.module.register_forward_hook(
+        lambda mod, i, o, k=k: shapes.__setitem__(k, tuple(o.shape)))
+        for k, rec in model.recorders.items()]
+    x = torch.randn(2, 3, 112, 112)
+    losses = model.loss(x, [DataSample().set_gt_label(i) for i in range(2)])
+    for h in hooks:
+        h.remove()
+    assert shapes == dict(fitnet_guided=(2, 128, 28, 28),
+                          fitnet_hint=(2, 128, 28, 28))
+    assert torch.isfinite(losses['distill.loss_fitnet'])
+    assert losses['distill.loss_fitnet'].requires_grad

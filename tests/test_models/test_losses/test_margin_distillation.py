@@ -149,3 +149,114 @@ def test_running_centers_are_teacher_prototypes(tmp_path):
     assert out['loss'].item() == pytest.approx(ref, rel=1e-9)
     state = loss.state_dict()
     assert set(state) == {'center_sums', 'center_counts'}
+
+
+# ------------------------- the distiller skips the unused student head
+class _WeightUses(torch.overrides.TorchFunctionMode):
+    """Counts the torch calls that read ``weight`` (whatever path a head
+    takes to it: ``forward``, ``get_logits``, a direct ``F.linear``)."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight, self.count = weight, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if any(a is self.weight for a in list(args) + list(kwargs.values())):
+            self.count += 1
+        return func(*args, **kwargs)
+
+
+def _md_distiller(tiny_distiller, tmp_path, student_loss_weight):
+    gen = torch.Generator().manual_seed(3)
+    centers = tmp_path / 'centers.pth'
+    _save_head(centers, torch.randn(4, 16, generator=gen))
+    return tiny_distiller(
+        student_loss_weight=student_loss_weight,
+        distill_losses=dict(md=dict(
+            type='MarginDistillationLoss', prototype_file=str(centers),
+            scale=16.0, gather=False,
+            inputs=dict(student_embedding='student.embedding',
+                        teacher_embedding='teacher.embedding',
+                        gt_label='gt_label'))))
+
+
+def _batch():
+    from mmpretrain.structures import DataSample
+    gen = torch.Generator().manual_seed(4)
+    return (torch.randn(4, 3, 32, 32, generator=gen),
+            [DataSample().set_gt_label(i % 4) for i in range(4)])
+
+
+def test_weight_zero_skips_student_head_loss_unchanged(
+        tiny_distiller, trainable_optimizer, tmp_path):
+    x, samples = _batch()
+    uses = {}
+    for w in (0.0, 1.0):
+        model = _md_distiller(tiny_distiller, tmp_path, w)
+        with _WeightUses(model.student.head.weight) as counter:
+            losses = model.loss(x, samples)
+        uses[w] = counter.count
+        if w:
+            continue
+        assert not any(k.startswith('student.') for k in losses)
+        # the loss of the student embedding and the teacher embedding,
+        # computed directly, without the distiller
+        gt = torch.arange(4) % 4
+        ref = model.distill_losses['md'](model.student.extract_feat(x),
+                                         model.teacher.extract_feat(x), gt)
+        torch.testing.assert_close(losses['distill.loss_md'], ref['loss'])
+        total, _ = model.parse_losses(losses)
+        torch.testing.assert_close(total, ref['loss'])
+        # the head is frozen: not in the optimizer, no gradient
+        assert not any(p.requires_grad
+                       for p in model.student.head.parameters())
+        _, in_opt = trainable_optimizer(model)
+        assert id(model.student.head.weight) not in in_opt
+        assert {id(p) for p in model.student.backbone.parameters()} <= in_opt
+    # the head's weight is read only when its loss counts (the counter
+    # sees the C-way product when the head runs)
+    assert uses[0.0] == 0 and uses[1.0] > 0
+
+
+def test_weight_zero_head_kept_when_a_loss_reads_student_logits(
+        tiny_distiller):
+    model = tiny_distiller(
+        student_loss_weight=0.0,
+        distill_losses=dict(kd=dict(
+            type='KDLoss', inputs=dict(student_logits='student.logits',
+                                       teacher_logits='teacher.logits'))))
+    assert model.run_student_head
+    assert all(p.requires_grad for p in model.student.head.parameters())
+    losses = model.loss(*_batch())
+    assert losses['student.loss_cls'].item() == 0
+
+
+def test_weight_zero_runs_under_ddp(tiny_distiller, tmp_path):
+    """Two DDP steps with ``find_unused_parameters=False`` (as the configs):
+    an unused but trainable head would fail the second step ("Expected to
+    have finished reduction in the prior iteration"). One gloo rank in this
+    process is enough for DDP's unused-parameter check."""
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    if dist.is_initialized():
+        pytest.skip('a process group is already initialized')
+    model = _md_distiller(tiny_distiller, tmp_path, 0.0)
+    before = {k: v.detach().clone()
+              for k, v in model.student.backbone.named_parameters()}
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/pg',
+                            rank=0, world_size=1)
+    try:
+        ddp = MMDistributedDataParallel(model, find_unused_parameters=False)
+        opt = torch.optim.SGD(
+            [p for p in ddp.parameters() if p.requires_grad], lr=0.1)
+        x, samples = _batch()
+        for _ in range(2):  # through DDP's forward (its reducer)
+            total, _ = model.parse_losses(ddp(x, samples, mode='loss'))
+            opt.zero_grad()
+            total.backward()
+            opt.step()
+    finally:
+        dist.destroy_process_group()
+    assert any(not torch.equal(v, before[k])
+               for k, v in model.student.backbone.named_parameters())

@@ -141,14 +141,17 @@ def test_sp_matches_hand_computation():
     gen = torch.Generator().manual_seed(3)
     s = torch.randn(5, 2, 3, generator=gen, dtype=F64)  # flattened per sample
     t = torch.randn(5, 7, generator=gen, dtype=F64)
+    # default: the face-recognition form (cosine matrix, rows as they are,
+    # gamma = 1)
     out = MODELS.build(dict(type='SPLoss'))(s, t)
-    assert out['sq_diff'].item() == pytest.approx(_hand_sp(s, t), rel=1e-10)
-    assert out['loss'].item() == pytest.approx(3000 * _hand_sp(s, t),
-                                               rel=1e-10)
-    face = SPLoss(normalize_features=True, normalize_rows=False,
-                  loss_weight=1.0)(s, t)['loss']
-    assert face.item() == pytest.approx(_hand_sp(s, t, True, False),
-                                        rel=1e-10)
+    face = _hand_sp(s, t, normalize_features=True, normalize_rows=False)
+    assert out['sq_diff'].item() == pytest.approx(face, rel=1e-10)
+    assert out['loss'].item() == pytest.approx(face, rel=1e-10)
+    # the paper's CIFAR form: row-normalized Gram matrix of the raw features
+    gram = SPLoss(normalize_features=False, normalize_rows=True,
+                  loss_weight=3000.0)(s, t)
+    assert gram['loss'].item() == pytest.approx(3000 * _hand_sp(s, t),
+                                                rel=1e-10)
     assert SPLoss()(t, t.clone())['loss'].abs().item() < 1e-12
 
 
@@ -157,6 +160,8 @@ def test_sp_gradcheck_teacher_detached():
     loss = SPLoss(loss_weight=1.0)
     x = s.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda a: loss(a, t)['loss'], (x, ))
+    gram = SPLoss(normalize_features=False, normalize_rows=True)
+    assert torch.autograd.gradcheck(lambda a: gram(a, t)['loss'], (x, ))
     tt = t.clone().requires_grad_()
     loss(x, tt)['loss'].backward()
     assert tt.grad is None
@@ -188,6 +193,41 @@ def test_cckd_matches_hand_computation_and_rbf():
     f = torch.nn.functional.normalize(s)
     rbf = torch.exp(-0.4 * torch.cdist(f, f)**2)
     torch.testing.assert_close(taylor_rbf_correlation(s, 0.4, 20), rbf)
+
+
+def _hand_kd(zs, zt, temp):
+    """T^2 * mean over the batch of KL(softmax(zt/T) || softmax(zs/T))."""
+    def softmax(z):
+        e = [math.exp(v / temp) for v in z]
+        return [v / sum(e) for v in e]
+    total = 0.0
+    for a, b in zip(_rows(zs), _rows(zt)):
+        ps, pt = softmax(a), softmax(b)
+        total += sum(q * math.log(q / p) for p, q in zip(ps, pt))
+    return temp * temp * total / zs.size(0)
+
+
+def test_cckd_instance_kd_term_matches_hand_computation():
+    s, t = _pair(5, 4, 6, seed=7)
+    gen = torch.Generator().manual_seed(8)
+    zs = torch.randn(5, 7, generator=gen, dtype=F64)
+    zt = 3 * torch.randn(5, 7, generator=gen, dtype=F64)
+    loss = MODELS.build(dict(type='CCKDLoss', loss_weight=2.0,
+                             kd_weight=0.7, temperature=3.0))
+    out = loss(s, t, zs, zt)
+    cc, kd = _hand_cckd(s, t), _hand_kd(zs, zt, 3.0)
+    assert out['mse'].item() == pytest.approx(cc, rel=1e-10)
+    assert out['kd'].item() == pytest.approx(kd, rel=1e-10)
+    assert out['loss'].item() == pytest.approx(2 * cc + 0.7 * kd, rel=1e-10)
+    # kd_weight=0 (default): the correlation term alone, logits ignored
+    plain = CCKDLoss(loss_weight=2.0)(s, t, zs, zt)
+    assert set(plain) == {'loss', 'mse'}
+    assert plain['loss'].item() == pytest.approx(2 * cc, rel=1e-10)
+    with pytest.raises(ValueError, match='student_logits'):
+        loss(s, t)
+    x = zs.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: loss(s, t, a, zt)['loss'],
+                                    (x, ))
 
 
 def test_cckd_gradcheck():
@@ -319,6 +359,8 @@ def _losses():
     return dict(
         rkd=RKDLoss(angle_chunk=3),
         sp=SPLoss(loss_weight=10.0),
+        sp_gram=SPLoss(normalize_features=False, normalize_rows=True,
+                       loss_weight=10.0),
         cckd=CCKDLoss(loss_weight=100.0),
         darkrank=DarkRankLoss(),
         triplet=TripletDistillationLoss(),

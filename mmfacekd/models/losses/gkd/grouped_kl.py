@@ -155,6 +155,51 @@ def _group_coefficients(mask: Tensor, coef: Tensor, out: Tensor) -> Tensor:
     return out.addcmul_(mask, c_phi)
 
 
+def kl_from_group_sums(z_s: Tensor, z_t: Tensor, sh_s: Tensor, sh_t: Tensor,
+                       cross: Tensor, nonempty: Tensor, temperature: float
+                       ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""Eq. 5, 6, 9 from per-group sums, each (B, 2) for (:math:`\Phi`,
+    :math:`\Psi`).
+
+    With :math:`a = z^S / T`, :math:`b = z^T / T`: ``z_s`` =
+    :math:`Z^S_g = \sum_{i \in g} e^{a_i - h^S_g}` with the shift ``sh_s``
+    = :math:`h^S_g` (likewise ``z_t``, ``sh_t``), ``cross`` =
+    :math:`D_g = \sum_{i \in g} e^{b_i - h^T_g} (z^T_i - z^S_i)` on the raw
+    logits, ``nonempty`` whether each group has a class. Then
+    :math:`\log Z_g + h_g` is the group log-sum-exp,
+    :math:`\mathrm{KL}(\hat{p}^T_g \| \hat{p}^S_g) = D_g / (T Z^T_g) -
+    \mathrm{lse}^T_g + \mathrm{lse}^S_g` and the binary masses
+    :math:`p_g = \exp(\mathrm{lse}_g - \mathrm{lse}_U)`.
+
+    Differentiable (empty groups give exact zeros and no NaN gradient), so
+    the sharded loss (:mod:`mmfacekd.models.losses.sharded`) can reduce the
+    sums across ranks and back-propagate through this same function.
+
+    Returns:
+        tuple: ``kl`` (B, 2) within-group KLs, ``binary`` (B, ) Binary-KD,
+        ``p_s``, ``p_t`` (B, 2) the group masses of student and teacher.
+    """
+    neg_inf = torch.full_like(z_s, float('-inf'))
+    zero = torch.zeros((), dtype=z_s.dtype, device=z_s.device)
+    # an empty group: lse -inf, the log of a safe 1 keeps the gradient finite
+    lse_s_g = torch.where(nonempty,
+                          sh_s + torch.where(nonempty, z_s, 1.0).log(),
+                          neg_inf)
+    lse_t_g = torch.where(nonempty,
+                          sh_t + torch.where(nonempty, z_t, 1.0).log(),
+                          neg_inf)
+    log_p_s = lse_s_g - torch.logsumexp(lse_s_g, dim=1, keepdim=True)
+    log_p_t = lse_t_g - torch.logsumexp(lse_t_g, dim=1, keepdim=True)
+    p_s, p_t = log_p_s.exp(), log_p_t.exp()
+    z_t_safe = torch.where(nonempty, z_t, 1.0)
+    kl = torch.where(nonempty,
+                     cross / (temperature * z_t_safe) - lse_t_g + lse_s_g,
+                     zero)
+    binary = torch.where(p_t > 0, p_t * (log_p_t - log_p_s),
+                         zero).sum(dim=1)
+    return kl, binary, p_s, p_t
+
+
 class _GroupedKLFunction(torch.autograd.Function):
     """Fused eq. 5, 6, 9 with an analytic, in-place backward."""
 
@@ -200,17 +245,9 @@ class _GroupedKLFunction(torch.autograd.Function):
         # D_g = sum_{i in g} e^T_i (t_i - s_i); E_{p_hat^T}[b - a] = D/(T Z).
         cross = _cross_sums(s, t, et, mask, scratch, z_t, nonempty)
 
-        lse_s_g = sh_s + z_s.log()  # -inf for an empty group
-        lse_t_g = sh_t + z_t.log()
-        log_p_s = lse_s_g - torch.logsumexp(lse_s_g, dim=1, keepdim=True)
-        log_p_t = lse_t_g - torch.logsumexp(lse_t_g, dim=1, keepdim=True)
-        p_s, p_t = log_p_s.exp(), log_p_t.exp()
-        zero = torch.zeros((), dtype=dtype, device=s.device)
-        kl = torch.where(nonempty,
-                         cross / (temperature * z_t) - lse_t_g + lse_s_g,
-                         zero)
-        binary = torch.where(p_t > 0, p_t * (log_p_t - log_p_s),
-                             zero).sum(dim=1)
+        kl, binary, p_s, p_t = kl_from_group_sums(z_s, z_t, sh_s, sh_t,
+                                                  cross, nonempty,
+                                                  temperature)
 
         ctx.release = release
         if student.requires_grad:

@@ -263,9 +263,16 @@ class GKDLoss(nn.Module):
             student_phi_exp_sum=phi if by_student else None,
             teacher_phi_exp_sum=None if by_student else phi,
             release_buffers=None if ws is None else ws.give)
+        return self.summarize(terms, grouping.k, dtype)
+
+    def summarize(self, terms: GroupedKLTerms, k: Tensor,
+                  dtype: torch.dtype) -> Dict[str, Tensor]:
+        """The output dict of :meth:`forward` from the KL terms and the
+        group sizes ``k`` (B, ) (also feeds the regime watch)."""
+        temp = self.temperature
         loss = self.eq11_per_sample(terms).mean() * (self.loss_weight * temp *
                                                       temp)
-        k = grouping.k.to(dtype)
+        k = k.to(dtype)
         k_mean = k.mean()
         if self.training and torch.is_grad_enabled():
             self._regime.update(k_mean, temp)

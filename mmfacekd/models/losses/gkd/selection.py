@@ -253,8 +253,9 @@ def _force_target(mask: Tensor, kth_idx: Tensor, gt_label: Tensor,
     mask.scatter_(1, low, (~miss).to(mask.dtype))
     mask.scatter_(1, gt, 1.0)
     if phi is not None:
-        delta = exp.gather(1, gt) - exp.gather(1, low)
-        phi = phi + torch.where(miss, delta, torch.zeros_like(delta))[:, 0]
+        # a direct sum: phi - exp[low] + exp[gt] cancels when the swapped-out
+        # class holds most of the mass (1e-3 relative error in float32)
+        phi = torch.where(miss[:, 0], (exp * mask).sum(dim=1), phi)
     return mask, phi
 
 

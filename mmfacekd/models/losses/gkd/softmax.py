@@ -21,7 +21,8 @@ class SoftmaxStats(NamedTuple):
 
 def softmax_stats(logits: Tensor,
                   temperature: float = 1.0,
-                  out: Optional[Tensor] = None) -> SoftmaxStats:
+                  out: Optional[Tensor] = None,
+                  row_max: Optional[Tensor] = None) -> SoftmaxStats:
     """Compute :class:`SoftmaxStats` of ``logits / temperature`` (no grad).
 
     Args:
@@ -29,13 +30,17 @@ def softmax_stats(logits: Tensor,
         temperature (float): The temperature :math:`T`. Defaults to 1.0.
         out (Tensor, optional): A (B, C) buffer for the exponentials.
             Defaults to None.
+        row_max (Tensor, optional): (B, ) shift to use instead of the row
+            maximum of ``logits`` (e.g. the maximum over all class shards).
+            Defaults to None.
 
     Returns:
         SoftmaxStats: The statistics.
     """
     with torch.no_grad():
         z = logits.detach()
-        zmax = z.amax(dim=1, keepdim=True)
+        zmax = z.amax(dim=1, keepdim=True) if row_max is None \
+            else row_max.to(z.dtype).reshape(-1, 1)
         if temperature != 1.0:
             scale = torch.tensor(1.0 / temperature, dtype=z.dtype,
                                  device=z.device)

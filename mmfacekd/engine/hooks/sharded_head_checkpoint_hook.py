@@ -1,0 +1,67 @@
+"""Full class-sharded heads in checkpoints (PartialFCHead, issue 12)."""
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmfacekd.models.heads.shard_checkpoint import (
+    gather_sharded_state,
+    shard_optimizer_state,
+    write_full_state,
+)
+from mmfacekd.registry import HOOKS
+
+__all__ = ['ShardedHeadCheckpointHook']
+
+
+@HOOKS.register_module()
+class ShardedHeadCheckpointHook(Hook):
+    """Save the full ``(C, D)`` weight and momentum of every
+    :class:`~mmfacekd.models.heads.PartialFCHead` instead of rank 0's
+    shard, and reshard them on load, so that a run resumes on another
+    number of ranks (see :mod:`mmfacekd.models.heads.shard_checkpoint`).
+
+    The shards are gathered on rank 0 at the end of every training epoch
+    and validation (priority above ``CheckpointHook``, which saves there);
+    iteration-based checkpoints (``CheckpointHook(by_epoch=False)``) are
+    not covered yet. A model without a sharded head costs nothing.
+    """
+
+    priority = 'LOW'  # before CheckpointHook ('VERY_LOW')
+
+    def __init__(self) -> None:
+        self._gathered: Optional[dict] = None
+
+    @staticmethod
+    def _model(runner):
+        model = runner.model
+        return model.module if is_model_wrapper(model) else model
+
+    @staticmethod
+    def _optimizer(runner):
+        wrapper = getattr(runner, 'optim_wrapper', None)
+        return getattr(wrapper, 'optimizer', None)
+
+    def _gather(self, runner) -> None:
+        self._gathered = gather_sharded_state(
+            self._model(runner), self._optimizer(runner)) or None
+
+    def after_train_epoch(self, runner) -> None:
+        self._gather(runner)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if self._optimizer(runner) is not None:  # a training run
+            self._gather(runner)
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        self._gathered = None  # never save a stale copy
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._gathered:
+            write_full_state(checkpoint, self._gathered)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        optimizer = self._optimizer(runner)
+        if optimizer is not None and 'optimizer' in checkpoint:
+            shard_optimizer_state(checkpoint, self._model(runner), optimizer)
