@@ -25,6 +25,7 @@ from mmfacekd.utils import (
     init_cpu_dist_if_needed,
     register_all_modules,
     register_safe_globals,
+    shutdown_dist,
     tune_cpu_malloc,
 )
 
@@ -113,6 +114,7 @@ def main() -> None:
                               osp.join(cfg.work_dir, 'summary.json'))
         print('\n' + table)
         print(f'summary saved to {osp.join(cfg.work_dir, "summary.md")}')
+    shutdown_dist()
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ from mmfacekd.utils import (
     init_cpu_dist_if_needed,
     register_all_modules,
     register_safe_globals,
+    shutdown_dist,
     tune_cpu_malloc,
 )
 
@@ -88,6 +89,7 @@ def main() -> None:
         cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)))
     runner = Runner.from_cfg(cfg)
     runner.train()
+    shutdown_dist()
 
 
 if __name__ == '__main__':

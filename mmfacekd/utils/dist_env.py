@@ -33,3 +33,16 @@ def init_cpu_dist_if_needed(launcher: str, timeout_s: int = 1800) -> bool:
           f'(rank {dist.get_rank()} of world size {dist.get_world_size()})',
           flush=True)
     return True
+
+
+def shutdown_dist() -> None:
+    """Wait for every rank, then destroy the process group.
+
+    Without it, a rank that finishes first exits while gloo's threads still
+    serve the group; on a fast run that aborted the process at exit
+    ("terminate called without an active exception", SIGABRT) and made
+    torchrun fail a job that had trained and saved everything.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
