@@ -1,5 +1,5 @@
 """Config + checkpoint → checked ONNX file (what ``pytorch2onnx.py`` does)."""
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -9,7 +9,7 @@ from mmengine.config import Config
 from .embedding_graph import EmbeddingGraph
 from .input_spec import InputSpec, InputSpecError, resolve_input_spec
 from .model_loading import build_embedding_model, recognizer_config
-from .onnx_export import DEFAULT_OPSET, export_onnx
+from .onnx_export import DEFAULT_OPSET, check_opset, export_onnx
 from .parity import MIN_COSINE, ParityReport, check_parity
 
 
@@ -53,16 +53,26 @@ def build_export_graph(config: Union[str, Config],
 
 def export_and_check(config: Union[str, Config],
                      checkpoint: Optional[Union[str, dict]], out: str,
-                     images: Optional[np.ndarray] = None,
+                     images: Optional[Union[
+                         np.ndarray, Callable[[], np.ndarray]]] = None,
                      opset: int = DEFAULT_OPSET,
                      shape: Optional[Sequence[int]] = None,
                      bake_normalization: bool = False,
                      min_cosine: float = MIN_COSINE
                      ) -> Tuple[InputSpec, Optional[ParityReport]]:
     """Export, then compare onnxruntime with PyTorch on ``images``
-    ((N, H, W, 3) uint8 crops); raises ParityError below ``min_cosine``."""
+    ((N, H, W, 3) uint8 crops); raises ParityError below ``min_cosine``.
+
+    The cheap checks come first, so that one run names the first real
+    problem: the opset, then the checkpoint against the config, then the
+    images (``images`` may be a callable that loads them), and only then
+    is ``out`` written.
+    """
+    check_opset(opset)
     graph, recognizer = build_export_graph(config, checkpoint, shape,
                                            bake_normalization)
+    if callable(images):
+        images = images()
     meta = dict(config=str(config if isinstance(config, str) else
                            config.filename),
                 checkpoint=str(checkpoint) if isinstance(checkpoint, str)

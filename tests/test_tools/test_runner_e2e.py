@@ -10,6 +10,8 @@ import sys
 import torch
 from mmengine.runner import Runner
 
+from mmfacekd.utils.checkpoint_safety import load_checkpoint_safely
+
 from conftest import ROOT, TINY_IDS, tiny_config
 
 STUDENT = 'configs/demo/arcface_mbf_synth.py'
@@ -97,8 +99,8 @@ def test_cli_train_test_and_dist_train(tiny_synth, tmp_path):
     # 2 processes × batch 8 split the epoch: half the iterations of 1 process
     n_images = sum(
         1 for _ in open(osp.join(tiny_synth, 'train.idx'))) - 1 - TINY_IDS
-    assert torch.load(
-        ckpt, weights_only=True)['meta']['iter'] == n_images // 16
+    assert load_checkpoint_safely(str(ckpt))['meta']['iter'] == \
+        n_images // 16
 
     out = tmp_path / 'eval.json'
     proc = subprocess.run(

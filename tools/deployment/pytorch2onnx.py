@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             'work_dirs', osp.basename(args.config)))[0]
         out = stem + ('_baked' if args.bake_normalization else '') + '.onnx'
     try:
-        images = (load_face_images(args.images, args.check_images)
+        images = ((lambda: load_face_images(args.images, args.check_images))
                   if args.check_images > 0 else None)
         spec, report = export_and_check(
             cfg, args.checkpoint, out, images, args.opset, args.shape,

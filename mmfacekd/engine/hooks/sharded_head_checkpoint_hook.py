@@ -1,6 +1,8 @@
 """Full class-sharded heads in checkpoints (PartialFCHead, issue 12)."""
 from typing import Optional
 
+from torch.optim import Optimizer
+
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -39,8 +41,11 @@ class ShardedHeadCheckpointHook(Hook):
 
     @staticmethod
     def _optimizer(runner):
+        # Before ``runner.train()`` builds it (e.g. ``tools/test.py``),
+        # ``runner.optim_wrapper`` is still the config dict: no optimizer.
         wrapper = getattr(runner, 'optim_wrapper', None)
-        return getattr(wrapper, 'optimizer', None)
+        optimizer = getattr(wrapper, 'optimizer', None)
+        return optimizer if isinstance(optimizer, Optimizer) else None
 
     def _gather(self, runner) -> None:
         self._gathered = gather_sharded_state(
