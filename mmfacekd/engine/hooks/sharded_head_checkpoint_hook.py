@@ -1,10 +1,9 @@
 """Full class-sharded heads in checkpoints (PartialFCHead, issue 12)."""
 from typing import Optional
 
-from torch.optim import Optimizer
-
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from torch.optim import Optimizer
 
 from mmfacekd.models.heads.shard_checkpoint import (
     gather_sharded_state,
