@@ -197,7 +197,10 @@ class FaceViT(BaseModule):
             nn.BatchNorm1d(embed_dim, eps=2e-5),
             nn.Linear(embed_dim, num_features, bias=False),
             nn.BatchNorm1d(num_features, eps=2e-5))
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        # kept for insightface's key layout; without masking it gets no
+        # gradient, and DDP refuses a trainable parameter outside the graph
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim),
+                                       requires_grad=self.mask_ratio > 0)
         self.token_out = nn.Identity()
 
         self.prompt_cfg = dict(prompt_cfg) if prompt_cfg else None

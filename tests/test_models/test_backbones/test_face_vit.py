@@ -107,3 +107,17 @@ def test_training_masks_tokens_and_errors():
         MODELS.build(dict(type='FaceViT', arch='vit_q'))
     with pytest.raises(ValueError, match='num_prompts'):
         MODELS.build(dict(TINY, prompt_cfg=dict(num_prompts=0)))
+
+
+@pytest.mark.parametrize('mask_ratio', [0.0, 0.5])
+def test_every_trainable_parameter_gets_a_gradient(mask_ratio):
+    """DDP (``tools/dist_train.sh``) refuses trainable parameters outside
+    the graph: without token masking ``mask_token`` must not be one."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(TINY, mask_ratio=mask_ratio)).train()
+    model(torch.randn(4, 3, 32, 32)).square().sum().backward()
+    no_grad = [n for n, p in model.named_parameters()
+               if p.requires_grad and p.grad is None]
+    assert no_grad == []
+    assert model.mask_token.requires_grad == (mask_ratio > 0)
+    assert 'mask_token' in model.state_dict()  # insightface's keys kept
