@@ -36,6 +36,10 @@ def _needs(cfg_text: str) -> None:
 CAKD_CONFIGS = sorted(
     osp.relpath(p, ROOT) for p in glob.glob(
         osp.join(ROOT, 'configs/cakd/**/*.py'), recursive=True))
+# the synthetic-set CAKD configs (64x64 input): the demo + its ablation
+DEMO_CAKD = sorted(
+    osp.relpath(p, ROOT) for p in glob.glob(
+        osp.join(ROOT, 'configs/demo/cakd_*.py')))
 DEMO = 'configs/demo/cakd_vit_mbf_synth.py'
 DEMO_TEACHER = 'configs/demo/arcface_vit_synth.py'
 
@@ -63,15 +67,31 @@ def test_cakd_config_list():
         assert name in names, name
 
 
-@pytest.mark.parametrize('config', CAKD_CONFIGS)
+def test_demo_cakd_ablation_list():
+    assert DEMO_CAKD == [
+        'configs/demo/cakd_anchor_vit_mbf_synth.py',
+        'configs/demo/cakd_apt_only_vit_mbf_synth.py',
+        'configs/demo/cakd_urfm_only_vit_mbf_synth.py', DEMO]
+
+
+@pytest.mark.parametrize('config', CAKD_CONFIGS + DEMO_CAKD)
 def test_cakd_configs_build_and_step(config):
     torch.manual_seed(0)
     cfg, model = _build(config)
     model.train()
-    x = torch.randn(2, 3, 112, 112)
+    size = 64 if config.startswith('configs/demo/') else 112
+    x = torch.randn(2, 3, size, size)
     samples = [DataSample().set_gt_label(i) for i in range(2)]
     losses = model.loss(x, samples)
     assert all(torch.isfinite(v).all() for v in losses.values()), losses
+    name = osp.basename(config)
+    # each ablation is what its name says
+    assert ('teacher.loss_cls_prompted' in losses) == ('anchor' in name)
+    if 'urfm_only' in name:
+        assert model.teacher.backbone.prompts is None
+    if 'apt_only' in name:
+        assert not any(k.startswith('distill.cakd') for k in losses)
+        assert 'distill.loss_feat' in losses
     if osp.basename(config).startswith('_'):
         return  # distiller skeletons: no distillation terms yet
     assert any(k.startswith('distill.loss_') for k in losses)

@@ -6,6 +6,9 @@
         --suite configs/_base_/datasets/paper_suite.py
     # every method at CPU scale on the synthetic demo set
     python tools/analysis/run_comparison.py --preset synthetic
+    # the CAKD ablation there (ViT teacher; table in
+    # work_dirs/demo/cakd_ablation)
+    python tools/analysis/run_comparison.py --preset cakd
 
 Each config is trained with the real tools (``tools/train.py`` or
 ``tools/dist_train.sh``) into ``<work-root>/<config name>`` unless that work
@@ -83,6 +86,17 @@ SYNTHETIC_METHODS = [
     ('GKD s*cos logits', 'configs/demo/gkd_cos_r18_mbf_synth.py'),
 ]
 SYNTHETIC_STUDENT = 'Student MBF'
+# The CAKD ablation (issue 15): the demo ViT teacher, the same student, and
+# URFM only / APT only / both / both + the APT identity anchor
+CAKD_TEACHER = ('configs/demo/arcface_vit_synth.py',
+                'checkpoints/demo/arcface_vit_synth.pth')
+CAKD_METHODS = [
+    ('Student MBF', 'configs/demo/arcface_mbf_synth.py'),
+    ('CAKD URFM only', 'configs/demo/cakd_urfm_only_vit_mbf_synth.py'),
+    ('CAKD APT only', 'configs/demo/cakd_apt_only_vit_mbf_synth.py'),
+    ('CAKD URFM + APT', 'configs/demo/cakd_vit_mbf_synth.py'),
+    ('CAKD URFM + APT + anchor', 'configs/demo/cakd_anchor_vit_mbf_synth.py'),
+]
 SYNTHETIC_SEEDED = ('Student MBF', 'KD', 'GKD', 'GKD s*cos logits')
 
 
@@ -91,9 +105,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('configs', nargs='*', help='configs, one row each')
     parser.add_argument('--names', nargs='+', help='row names (default: '
                         'config names)')
-    parser.add_argument('--preset', choices=['synthetic'],
-                        help='a predefined list (teacher + student + every '
-                        'method on the synthetic demo set)')
+    parser.add_argument('--preset', choices=['synthetic', 'cakd'],
+                        help='a predefined list on the synthetic demo set: '
+                        "'synthetic' = teacher + student + every method; "
+                        "'cakd' = the ViT teacher + student + the CAKD "
+                        'ablation (URFM only / APT only / both / + anchor)')
     parser.add_argument('--teacher', metavar='CONFIG:CKPT',
                         help='train this teacher first (first row) and copy '
                         'its checkpoint to CKPT, where the distillers load it')
@@ -210,9 +226,13 @@ def main() -> None:
             sys.exit('--teacher takes CONFIG:CKPT (where to publish the '
                      'teacher checkpoint for the distillers)')
         teacher = (cfg, ckpt)
-    if args.preset == 'synthetic':
-        teacher = teacher or SYNTHETIC_TEACHER
-        jobs = SYNTHETIC_METHODS + jobs
+    if args.preset in ('synthetic', 'cakd'):
+        if args.preset == 'synthetic':
+            teacher = teacher or SYNTHETIC_TEACHER
+            jobs = SYNTHETIC_METHODS + jobs
+        else:
+            teacher = teacher or CAKD_TEACHER
+            jobs = CAKD_METHODS + jobs
         work_root = args.work_root or osp.join('work_dirs', 'demo')
         if not osp.isfile(osp.join(ROOT, 'data', 'synthetic', 'meta.json')):
             sys.exit('data/synthetic is missing: run `make demo` (or '
@@ -222,15 +242,16 @@ def main() -> None:
         work_root = args.work_root or osp.join('work_dirs', 'comparison')
     if not jobs and teacher is None:
         sys.exit('nothing to compare: give configs or --preset')
-    out_dir = args.out_dir or work_root
+    out_dir = args.out_dir or (osp.join(work_root, 'cakd_ablation')
+                               if args.preset == 'cakd' else work_root)
     os.makedirs(out_dir, exist_ok=True)
     if teacher:
         jobs = [('Teacher', teacher[0])] + jobs
 
     seeds = parse_seeds(args.seeds)
     first = [n for n, c in jobs if not (teacher and c == teacher[0])]
-    student = args.student or (SYNTHETIC_STUDENT if args.preset ==
-                               'synthetic' else (first[0] if first else None))
+    student = args.student or (SYNTHETIC_STUDENT if args.preset else (
+        first[0] if first else None))
     seeded = set(args.seeded or (SYNTHETIC_SEEDED if args.preset ==
                                  'synthetic' else first)) if seeds else set()
 
