@@ -10,8 +10,9 @@
 #                           # symlink them from data/ms1mv2
 # WebFace42M is distributed as aligned images; pack them into this layout
 # with any MXNet RecordIO writer (insightface's, or
-# mmfacekd.datasets.recordio.IndexedRecordWriter). The training loader is ms1mv2.py's (batch 128 per GPU, flip,
-# drop_last), the evaluation loaders verification.py's, both pointed here.
+# mmfacekd.datasets.recordio.IndexedRecordWriter). The training loader is
+# ms1mv2.py's (batch 128 per GPU, flip, drop_last), the evaluation loaders
+# verification.py's, both pointed here.
 _base_ = ['./ms1mv2.py', './verification.py']
 data_root = 'data/webface42m'
 train_dataloader = dict(

@@ -2,13 +2,17 @@
 from typing import Optional
 
 from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from torch.optim import Optimizer
 
 from mmfacekd.models.heads.shard_checkpoint import (
+    check_sharded_checkpoint,
     gather_sharded_state,
+    load_sampling_states,
     shard_optimizer_state,
     write_full_state,
+    write_sampling_states,
 )
 from mmfacekd.registry import HOOKS
 
@@ -25,7 +29,12 @@ class ShardedHeadCheckpointHook(Hook):
     The shards are gathered on rank 0 at the end of every training epoch
     and validation (priority above ``CheckpointHook``, which saves there);
     iteration-based checkpoints (``CheckpointHook(by_epoch=False)``) are
-    not covered yet. A model without a sharded head costs nothing.
+    not covered yet. Every checkpoint also holds the negative-sampling
+    state ``(seed, step)`` of the sampling heads (``partial_fc_sampling``),
+    restored on resume, so a resumed run draws the same negatives. On load,
+    a head that is a shard or of another class count is refused first,
+    naming the file, key and fix. A model without a sharded head costs
+    nothing.
     """
 
     priority = 'LOW'  # before CheckpointHook ('VERY_LOW')
@@ -64,8 +73,21 @@ class ShardedHeadCheckpointHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._gathered:
             write_full_state(checkpoint, self._gathered)
+        write_sampling_states(checkpoint, self._model(runner))
+
+    @staticmethod
+    def _source(runner) -> str:
+        path = getattr(runner, '_load_from', None)
+        return f'checkpoint {path}' if path else \
+            'the resumed checkpoint (latest in the work_dir)'
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = self._model(runner)
+        check_sharded_checkpoint(checkpoint, model, self._source(runner))
         optimizer = self._optimizer(runner)
         if optimizer is not None and 'optimizer' in checkpoint:
-            shard_optimizer_state(checkpoint, self._model(runner), optimizer)
+            shard_optimizer_state(checkpoint, model, optimizer)
+        if getattr(runner, '_resume', False):  # load_from: a new run
+            for note in load_sampling_states(checkpoint, model):
+                MMLogger.get_current_instance().warning(
+                    f'PartialFCHead sampling: {note}')

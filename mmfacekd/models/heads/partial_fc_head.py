@@ -17,7 +17,7 @@ float32 even under autocast. :math:`r = 1` is plain model parallelism; one
 rank with :math:`r = 1` is exactly :class:`MarginHead`.
 """
 import math
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,6 +67,39 @@ def init_shard_normal_(weight: Tensor, start: int, std: float,
     return weight
 
 
+def _is_shard_size(rows: int, num_classes: int, max_world: int = 4096
+                   ) -> bool:
+    """Whether ``rows`` is the shard size of some rank of a world of 2 to
+    ``max_world`` ranks over ``num_classes`` classes."""
+    for world in range(2, min(num_classes, max_world) + 1):
+        base, extra = divmod(num_classes, world)
+        if rows == base or (extra and rows == base + 1):
+            return True
+    return False
+
+
+def head_mismatch_fix(shape: Tuple[int, ...], num_classes: int,
+                      in_channels: int) -> str:
+    """Why a checkpoint tensor of ``shape`` is not the full
+    ``(num_classes, in_channels)`` head, and the fix (for error messages)."""
+    if len(shape) != 2:
+        return 'not a (C, D) class-centre matrix.'
+    rows, dim = shape
+    if dim != in_channels:
+        return (f'embedding size {dim}, the head has in_channels='
+                f'{in_channels}: the checkpoint is of another network.')
+    if rows < num_classes and _is_shard_size(rows, num_classes):
+        return ('it looks like one rank\'s shard (a shard cannot be told '
+                'apart from another rank\'s): merge the per-rank shards into '
+                'one (C, D) tensor in rank order first '
+                '(tools/misc/merge_partial_fc.py, or save with '
+                'ShardedHeadCheckpointHook).')
+    return (f'it holds {rows} classes: it was trained on another class '
+            f'count. Set num_classes={rows} if the data set is the same, '
+            'else load the backbone only (drop the head key, e.g. '
+            'teacher_head_ckpt for a teacher).')
+
+
 @MODELS.register_module()
 class PartialFCHead(MarginHead):
     r"""Class-sharded margin head (Partial FC), a drop-in for
@@ -95,14 +128,18 @@ class PartialFCHead(MarginHead):
     the backbone turns into the single-process gradient (the convention of
     :func:`~mmfacekd.models.utils.gather_with_grad`).
 
-    Negative sampling RNG: rank ``r`` draws its negatives (uniformly,
-    without replacement, from its classes that are not positives of the
-    batch) with its own ``torch.Generator`` seeded from ``(seed, r)``
-    through NumPy's ``SeedSequence`` and advanced once per training call;
-    ``seed`` defaults to ``torch.initial_seed()`` when the head first
-    samples (MMEngine's ``randomness.seed``). Ranks draw independently; a
-    run is deterministic given the seed and the world size. The generator
-    state is not saved in checkpoints (a resumed run draws other negatives).
+    Negative sampling RNG: at training step ``t`` (counted from 0, one per
+    training call) rank ``r`` draws its negatives (uniformly, without
+    replacement, from its classes that are not positives of the batch)
+    with a ``torch.Generator`` seeded from ``(seed, r, t)`` through NumPy's
+    ``SeedSequence``; ``seed`` defaults to ``torch.initial_seed()`` when
+    the head first samples (MMEngine's ``randomness.seed``). Ranks draw
+    independently; a run is deterministic given the seed and the world
+    size. The whole sampling state is ``(seed, t)``, the same on every
+    rank (:meth:`sampling_state`); ``ShardedHeadCheckpointHook`` saves it,
+    so a resumed run draws the negatives of the uninterrupted one (on
+    another world size the shards differ: it draws the ``(seed, r, t)``
+    negatives of the new layout).
 
     Args:
         num_classes (int): Number of identities ``C`` (all ranks).
@@ -134,7 +171,8 @@ class PartialFCHead(MarginHead):
                              f'got {sample_rate}')
         self.sample_rate = float(sample_rate)
         self.seed = seed
-        self._generator: Optional[torch.Generator] = None
+        self._resolved_seed: Optional[int] = seed
+        self._step = 0  # training draws so far (the sampling state)
         super().__init__(num_classes, in_channels, **kwargs)
 
     def _build_weight(self) -> nn.Parameter:
@@ -163,9 +201,9 @@ class PartialFCHead(MarginHead):
                     f'PartialFCHead (rank {shard.rank} of '
                     f'{shard.world_size}): checkpoint key {key!r} has shape '
                     f'{tuple(weight.shape)}, expected the full head '
-                    f'({self.num_classes}, {self.in_channels}). Merge the '
-                    'per-rank shards of a sharded checkpoint into one '
-                    '(C, D) tensor in rank order first.')
+                    f'({self.num_classes}, {self.in_channels}); '
+                    + head_mismatch_fix(tuple(weight.shape),
+                                        self.num_classes, self.in_channels))
             state_dict[key] = weight[shard.start:shard.stop]
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,
@@ -176,12 +214,27 @@ class PartialFCHead(MarginHead):
         """Classes kept per rank and step (before adding positives)."""
         return max(1, int(math.floor(self.sample_rate * self.shard.size)))
 
+    def _sampling_seed(self) -> int:
+        if self._resolved_seed is None:
+            self._resolved_seed = int(torch.initial_seed())
+        return self._resolved_seed
+
+    def sampling_state(self) -> Dict[str, int]:
+        """``seed``, ``step`` (training draws so far) and ``world_size``:
+        what the next draws depend on besides the rank (the same dict on
+        every rank)."""
+        return dict(seed=self._sampling_seed(), step=self._step,
+                    world_size=self.shard.world_size)
+
+    def load_sampling_state(self, state: Dict[str, int]) -> None:
+        """Continue the draws of :meth:`sampling_state` ``state``."""
+        self._resolved_seed = int(state['seed'])
+        self._step = int(state['step'])
+
     def _sampling_generator(self) -> torch.Generator:
-        if self._generator is None:
-            seed = torch.initial_seed() if self.seed is None else self.seed
-            self._generator = torch.Generator().manual_seed(
-                _mix_seed(seed, self.shard.rank))
-        return self._generator
+        """The generator of this rank and step (see the class doc)."""
+        return torch.Generator().manual_seed(
+            _mix_seed(self._sampling_seed(), self.shard.rank, self._step))
 
     def sample_classes(self, labels: Tensor) -> Optional[Tensor]:
         """The local classes kept for a global batch with ``labels``:
@@ -190,6 +243,8 @@ class PartialFCHead(MarginHead):
         if self.sample_rate >= 1.0 or not self.training:
             return None
         shard = self.shard
+        generator = self._sampling_generator()
+        self._step += 1  # every rank, every training step
         own = (labels >= shard.start) & (labels < shard.stop)
         positive = torch.unique(labels[own] - shard.start)
         missing = self.num_sample - positive.numel()
@@ -199,8 +254,7 @@ class PartialFCHead(MarginHead):
                             device=labels.device)
         is_neg[positive] = False
         negative = is_neg.nonzero().squeeze(1)
-        order = torch.randperm(negative.numel(),
-                               generator=self._sampling_generator())
+        order = torch.randperm(negative.numel(), generator=generator)
         picked = negative[order[:missing].to(negative.device)]
         return torch.cat([positive, picked]).sort().values
 

@@ -8,9 +8,14 @@ rank 0; :func:`write_full_state` puts them into rank 0's checkpoint dict.
 On load, :meth:`PartialFCHead._load_from_state_dict` keeps each rank's rows
 of the full weight, and :func:`shard_optimizer_state` does the same for the
 momentum in the loaded checkpoint, so a run on N ranks resumes on any M.
+:func:`check_sharded_checkpoint` refuses, before anything is loaded, a
+checkpoint whose head is a shard or of another class count.
+The negative-sampling state (``(seed, step)``, the same on every rank) is
+written by :func:`write_sampling_states` under ``partial_fc_sampling`` and
+restored by :func:`load_sampling_states`.
 :class:`~mmfacekd.engine.hooks.ShardedHeadCheckpointHook` calls them.
 """
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -19,10 +24,15 @@ from torch import Tensor
 
 from ..utils import get_world_size
 from ..utils.class_shard import class_shard
-from .partial_fc_head import PartialFCHead
+from .partial_fc_head import PartialFCHead, head_mismatch_fix
 
 __all__ = ['gather_sharded_state', 'write_full_state',
-           'shard_optimizer_state', 'merge_shards']
+           'shard_optimizer_state', 'merge_shards',
+           'check_sharded_checkpoint', 'write_sampling_states',
+           'load_sampling_states', 'SAMPLING_KEY']
+
+#: checkpoint key of the negative-sampling states
+SAMPLING_KEY = 'partial_fc_sampling'
 
 
 def _sharded_params(model: nn.Module) -> Iterator[Tuple[str, PartialFCHead]]:
@@ -170,3 +180,71 @@ def merge_shards(shards: Sequence[Tensor], num_classes: int,
     if len(set(dims)) > 1:
         raise ValueError(f'shards of different embedding sizes: {dims}')
     return torch.cat([x.detach() for x in shards])
+
+
+def check_sharded_checkpoint(checkpoint: dict, model: nn.Module,
+                             source: str = 'the checkpoint') -> None:
+    """Refuse a ``checkpoint`` whose sharded-head weight is not the full
+    ``(C, D)`` head (a shard, another class count or embedding size) before
+    anything is loaded; no collective (every rank reads the same file and
+    raises the same error).
+
+    Raises:
+        ValueError: Naming the rank, ``source``, the key and the fix.
+    """
+    state = checkpoint.get('state_dict', {})
+    for key, head in _sharded_params(model):
+        weight = state.get(key)
+        full = (head.num_classes, head.in_channels)
+        if weight is None or tuple(weight.shape) == full:
+            continue
+        shard = head.shard
+        raise ValueError(
+            f'rank {shard.rank} of {shard.world_size}: {source}: key '
+            f'{key!r} has shape {tuple(weight.shape)}, the PartialFCHead '
+            f'needs the full head {full}; '
+            + head_mismatch_fix(tuple(weight.shape), *full))
+
+
+def _sampled_heads(model: nn.Module) -> Iterator[Tuple[str, PartialFCHead]]:
+    for name, module in model.named_modules():
+        if isinstance(module, PartialFCHead) and module.sample_rate < 1:
+            yield name, module
+
+
+def write_sampling_states(checkpoint: dict, model: nn.Module) -> None:
+    """Put the negative-sampling state of every sampling head into
+    ``checkpoint[SAMPLING_KEY]`` (``{module name: dict(seed, step,
+    world_size)}``, plain ints; the same on every rank, no collective)."""
+    states = {name: head.sampling_state()
+              for name, head in _sampled_heads(model)}
+    if states:
+        checkpoint[SAMPLING_KEY] = states
+
+
+def load_sampling_states(checkpoint: dict, model: nn.Module) -> List[str]:
+    """Restore the sampling states of ``checkpoint`` (a resumed run then
+    draws the negatives of the uninterrupted run).
+
+    Returns:
+        list[str]: Notes for heads resumed on another world size (the
+        shards differ: they draw the ``(seed, rank, step)`` negatives of the
+        new layout) or missing from the checkpoint (they start at step 0).
+    """
+    saved: Optional[dict] = checkpoint.get(SAMPLING_KEY)
+    notes = []
+    for name, head in _sampled_heads(model):
+        state = (saved or {}).get(name)
+        if state is None:
+            notes.append(f'{name}: no sampling state in the checkpoint '
+                         '(saved before it was recorded): the negatives '
+                         'restart at step 0')
+            continue
+        head.load_sampling_state(state)
+        if int(state['world_size']) != head.shard.world_size:
+            notes.append(
+                f'{name}: saved on {state["world_size"]} ranks, resumed on '
+                f'{head.shard.world_size}: the negatives continue at step '
+                f'{state["step"]} on the new class layout (not the draws of '
+                'the original run)')
+    return notes

@@ -164,8 +164,9 @@ def test_negative_sampling_follows_the_documented_rng(ranks):
         assert all(torch.equal(a, b) for a, b in zip(twin_a, twin_b))
         shard = class_shard(cases.HEAD_C, world, rank)
         keep = max(1, math.floor(cases.SAMPLE_RATE * shard.size))
-        gen = torch.Generator().manual_seed(_mix_seed(123, rank))
-        for draw in twin_a:  # by hand: class 0 is the only positive
+        for step, draw in enumerate(twin_a):  # by hand: class 0 the
+            # only positive; the generator of (seed, rank, step)
+            gen = torch.Generator().manual_seed(_mix_seed(123, rank, step))
             positive = [0] if shard.start == 0 else []
             negatives = [c for c in range(shard.size) if c not in positive]
             order = torch.randperm(len(negatives), generator=gen)
