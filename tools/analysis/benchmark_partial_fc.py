@@ -3,7 +3,7 @@ step time and peak tensor memory per rank of a plain (data-parallel)
 ArcFace MarginHead vs PartialFCHead r = 1 / 0.3 / 0.1, and the step time of
 ShardedGKDLoss vs ShardedKDLoss vs GKD on gathered logits.
 
-    python tools/analysis/benchmark_partial_fc.py [--quick]
+    python tools/analysis/benchmark_partial_fc.py [--quick] [--loss-only]
 
 The plain head holds all C classes on every rank and all-reduces its
 gradient (what DDP does); Partial FC holds C / W. Memory is the peak of
@@ -114,7 +114,7 @@ def _worker(rank, world, port, args, out_dir):
     torch.set_num_threads(1)
     try:
         res = {}
-        for classes in args.classes:
+        for classes in () if args.loss_only else args.classes:
             for kind, rate in (('plain', 1.0), ('pfc', 1.0), ('pfc', 0.3),
                                ('pfc', 0.1)):
                 res[(classes, kind, rate)] = _head_case(
@@ -130,13 +130,19 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
                         help='C = 8,574 / 36,023, 2 steps (~1 min)')
+    parser.add_argument('--loss-only', action='store_true',
+                        help='only the logit losses (C = 85,742, or 8,574 '
+                        'with --quick)')
+    parser.add_argument('--steps', type=int, default=None,
+                        help='timed steps (default 3, 2 with --quick)')
     parser.add_argument('--dim', type=int, default=512)
     parser.add_argument('--batch', type=int, default=32,
                         help='images per rank')
     args = parser.parse_args(argv)
     args.classes = (8574, 36023) if args.quick else (85742, 360232)
     args.loss_classes = 8574 if args.quick else 85742
-    args.steps = 2 if args.quick else 3
+    if args.steps is None:
+        args.steps = 2 if args.quick else 3
     world = 2
     with tempfile.TemporaryDirectory() as out:
         mp.spawn(_worker, args=(world, _free_port(), args, out),
@@ -147,7 +153,7 @@ def main(argv=None) -> None:
           f'{args.batch} images per rank, {args.steps} timed steps\n')
     print('| C | head | step s | x plain | peak MiB / rank | x plain |')
     print('|---|---|---|---|---|---|')
-    for classes in args.classes:
+    for classes in () if args.loss_only else args.classes:
         base_t, base_m = (max(r[(classes, 'plain', 1.0)][i] for r in ranks)
                           for i in (0, 1))
         for kind, rate in (('plain', 1.0), ('pfc', 1.0), ('pfc', 0.3),

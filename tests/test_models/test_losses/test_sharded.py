@@ -15,8 +15,12 @@ import torch.nn.functional as F
 from mmfacekd.models.heads import MarginHead, PartialFCHead
 from mmfacekd.models.heads.partial_fc_head import _mix_seed
 from mmfacekd.models.heads.shard_checkpoint import shard_optimizer_state
-from mmfacekd.models.losses import DKDLoss, GKDLoss
+from mmfacekd.models.losses import DKDLoss, GKDLoss, ShardedGKDLoss
 from mmfacekd.models.losses.gkd import select_primary_k
+from mmfacekd.models.losses.sharded import (
+    sharded_group_classes,
+    sharded_softmax_stats,
+)
 from mmfacekd.models.utils.class_shard import class_shard
 
 from . import sharded_cases as cases
@@ -327,3 +331,117 @@ def test_checkpoint_holds_the_full_head_and_reshards_on_any_world(ranks,
     assert torch.equal(head.weight.detach(), full_w)
     for name, value in full.items():
         assert torch.equal(optimizer.state[head.weight][name], value)
+
+
+# ------------------------------------------ the histogram search of eq. 3
+SEARCH_C = 6001  # above selection.FINAL: the default search bins first
+#: (name, BINS, FINAL, MAX_ROUNDS): the defaults, tiny bins (many rounds
+#: down to a handful of gathered candidates) and one round only (the rest
+#: of the crossing bin is gathered whatever its size)
+SEARCH_SETTINGS = (('default', None, None, None), ('tiny', 4, 3, 8),
+                   ('capped', 4, 3, 1))
+
+
+def _search_data(dtype):
+    """Rows that take every path of the sharded eq. 3 search: random
+    logits (k small at T = 1, large at T = 4), a flat row (one tie group of
+    all columns), a few distinct values repeated (the crossing bin is a
+    tie group), a flat teacher with one confident class (large k at T =
+    4), and distinct values a few ulps apart (many rounds)."""
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(8, SEARCH_C, generator=gen, dtype=torch.float64) * 4
+    z[4] = 0.0
+    z[5] = torch.randint(0, 3, (SEARCH_C, ), generator=gen) * 1e-3
+    z[6] = 0.0
+    z[6, 17] = 30.0
+    z = z.to(dtype)
+    z[7] = 1.0 + torch.randperm(SEARCH_C, generator=gen).to(dtype) \
+        * torch.finfo(dtype).eps
+    return z, torch.randint(0, SEARCH_C, (8, ), generator=gen)
+
+
+def _search_cases(rank, world):
+    from mmfacekd.models.losses.sharded import selection
+    shard = class_shard(SEARCH_C, world, rank)
+    cols = slice(shard.start, shard.stop)
+    defaults = (selection.BINS, selection.FINAL, selection.MAX_ROUNDS)
+    rounds = [0]
+    compact = selection._compact
+
+    def counted(*args):
+        rounds[0] += 1
+        return compact(*args)
+
+    selection._compact = counted
+    out = {}
+    try:
+        for name, *setting in SEARCH_SETTINGS:
+            (selection.BINS, selection.FINAL, selection.MAX_ROUNDS) = (
+                d if s is None else s for s, d in zip(setting, defaults))
+            for dtype in (torch.float32, torch.float64):
+                z, y = _search_data(dtype)
+                zl = z[:, cols]
+                for temp in (1.0, 4.0):
+                    rounds[0] = 0
+                    g = sharded_group_classes(
+                        zl, sharded_softmax_stats(zl, temp), shard.start,
+                        SEARCH_C, tau=0.93)
+                    out[(name, dtype, temp)] = (g.k, g.mask, rounds[0])
+                k = torch.tensor([1, 5, 3000, 6001, 2999, 4500, 2, 700])
+                g = sharded_group_classes(zl, None, shard.start, SEARCH_C,
+                                          k=k, gt_label=y)
+                out[(name, dtype, 'topk')] = (g.k, g.mask)
+            z, y = _search_data(torch.float32)
+            out[(name, 'loss')] = cases.call(
+                ShardedGKDLoss(temperature=4.0, force_target=True),
+                z[:, cols] * 0.5, z[:, cols], y, True)
+    finally:
+        selection._compact = compact
+        selection.BINS, selection.FINAL, selection.MAX_ROUNDS = defaults
+    return out
+
+
+@pytest.mark.parametrize('world', [1, 2, 3])
+def test_histogram_search_equals_single_process(world, run_gloo):
+    """Eq. 3 k and masks, given k with a forced target, and the GKD loss
+    and gradient on rows needing several histogram rounds, the gathered
+    candidates, whole tie groups and a capped search, against the
+    single-process stable sort, on 1, 2 and 3 (uneven) gloo ranks."""
+    got = [_search_cases(0, 1)] if world == 1 else run_gloo(_search_cases,
+                                                            world)
+    for name, *_ in SEARCH_SETTINGS:
+        for dtype in (torch.float32, torch.float64):
+            z, y = _search_data(dtype)
+            for temp in (1.0, 4.0):
+                ref_k = select_primary_k(z, 0.93, temp, selection='sort')
+                ref_mask = GKDLoss(tau=0.93, temperature=temp,
+                                   selection='sort').primary_mask(z, z)
+                key = (name, dtype, temp)
+                for res in got:
+                    assert torch.equal(res[key][0], ref_k), key
+                mask = torch.cat([res[key][1] for res in got], dim=1)
+                assert torch.equal(mask, ref_mask.bool()), key
+                n_rounds = got[0][key][2]
+                assert {'default': 1 <= n_rounds <= 3, 'tiny': n_rounds > 2,
+                        'capped': n_rounds == 1}[name], (key, n_rounds)
+            k = torch.tensor([1, 5, 3000, 6001, 2999, 4500, 2, 700])
+            for res in got:
+                assert torch.equal(res[(name, dtype, 'topk')][0], k)
+            ref = torch.cat([
+                GKDLoss(k_mode='fixed', fixed_k=int(kk), force_target=True,
+                        selection='sort').primary_mask(z[i:i + 1],
+                                                       z[i:i + 1],
+                                                       y[i:i + 1])
+                for i, kk in enumerate(k)])
+            mask = torch.cat([res[(name, dtype, 'topk')][1] for res in got],
+                             dim=1)
+            assert torch.equal(mask, ref.bool()), (name, dtype)
+        z, y = _search_data(torch.float32)
+        ref_loss, ref_grad = cases.call(
+            GKDLoss(temperature=4.0, force_target=True, selection='sort'),
+            z * 0.5, z, y, True)
+        for res in got:
+            assert torch.allclose(res[(name, 'loss')][0], ref_loss,
+                                  rtol=1e-5, atol=0), name
+        grad = torch.cat([res[(name, 'loss')][1] for res in got], dim=1)
+        assert _close(grad, ref_grad), name
