@@ -100,6 +100,7 @@ def main() -> None:
         cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)))
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
+    del runner  # DDP's reducer must go before the process group
     if is_main_process():
         out = args.out or osp.join(
             cfg.work_dir, f'eval_{time.strftime("%Y%m%d_%H%M%S")}.json')

@@ -89,6 +89,7 @@ def main() -> None:
         cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout', 1800)))
     runner = Runner.from_cfg(cfg)
     runner.train()
+    del runner  # DDP's reducer must go before the process group
     shutdown_dist()
 
 

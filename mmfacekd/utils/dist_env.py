@@ -35,14 +35,43 @@ def init_cpu_dist_if_needed(launcher: str, timeout_s: int = 1800) -> bool:
     return True
 
 
-def shutdown_dist() -> None:
-    """Wait for every rank, then destroy the process group.
+def _release_ddp_reducers() -> int:
+    """Free the C++ Reducer of every live ``DistributedDataParallel``.
 
-    Without it, a rank that finishes first exits while gloo's threads still
-    serve the group; on a fast run that aborted the process at exit
-    ("terminate called without an active exception", SIGABRT) and made
-    torchrun fail a job that had trained and saved everything.
+    A Reducer holds a reference to the process group. Freed after
+    ``destroy_process_group`` (e.g. when the Runner goes out of scope), it
+    drops the *last* reference and ~ProcessGroupGloo joins gloo's threads
+    while the freeing thread holds the GIL; a gloo thread that waits for
+    the GIL then deadlocks the process at exit (seen in a 2-rank DDP test).
+    Freed here, while the group is still registered, it only drops one
+    reference. Returns how many were released.
+    """
+    import gc
+
+    from torch.nn.parallel import DistributedDataParallel
+    gc.collect()
+    released = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, DistributedDataParallel) and \
+                getattr(obj, 'reducer', None) is not None:
+            obj.reducer = None
+            released += 1
+    gc.collect()
+    return released
+
+
+def shutdown_dist() -> None:
+    """Wait for every rank, free DDP's reducers, destroy the process group.
+
+    Without the barrier, a rank that finishes first exits while gloo's
+    threads still serve the group; on a fast run that aborted the process
+    at exit ("terminate called without an active exception", SIGABRT) and
+    made torchrun fail a job that had trained and saved everything. Without
+    releasing the reducers first, the group can be destroyed later under
+    the GIL and hang the process (:func:`_release_ddp_reducers`). Callers
+    should drop their Runner before calling this.
     """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        _release_ddp_reducers()
         dist.destroy_process_group()

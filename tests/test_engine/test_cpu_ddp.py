@@ -7,10 +7,10 @@ import socket
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
+from spawn_utils import spawn_or_fail
 
 W0 = torch.tensor([[0.5, -1.0, 2.0]])
 LR = 0.1
@@ -72,12 +72,19 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         res['loss'] = log['loss'].detach()
         res['weight'] = ddp.module.fc.weight.detach().clone()
         torch.save(res, os.path.join(out_dir, f'rank{rank}.pth'))
+        # the Reducer must die while the group is still registered: freed
+        # after destroy_process_group, it destroys the group itself under
+        # the GIL and deadlocks with a gloo thread that waits for the GIL
+        # (what tools/train.py's shutdown_dist does; ddp is still alive)
+        dist.barrier()
+        from mmfacekd.utils.dist_env import _release_ddp_reducers
+        assert _release_ddp_reducers() == 1 and ddp.reducer is None
     finally:
         dist.destroy_process_group()
 
 
 def test_cpu_ddp_averages_gradients_and_drops_device_ids(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    spawn_or_fail(_worker, (2, _free_port(), str(tmp_path)), 2, timeout=180)
     avg = (_hand_grad(0) + _hand_grad(1)) / 2
     assert not torch.allclose(_hand_grad(0), _hand_grad(1))  # a real average
     for rank in (0, 1):

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawn_utils import spawn_or_fail
 
 #: tiny backbones of the distiller tests: 16-d embeddings of 32x32 faces
 TINY_BACKBONES = dict(
@@ -98,8 +98,8 @@ def run_gloo(tmp_path) -> Callable[..., List[Any]]:
     and return tensors or containers of them."""
 
     def run(fn: Callable, world: int = 2) -> List[Any]:
-        mp.spawn(_gloo_worker, args=(world, _free_port(), fn, str(tmp_path)),
-                 nprocs=world)
+        spawn_or_fail(_gloo_worker,
+                      (world, _free_port(), fn, str(tmp_path)), world)
         return [torch.load(tmp_path / f'rank{rank}.pth')
                 for rank in range(world)]
 
