@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmengine.structures import BaseDataElement
+from spawn_utils import spawn_or_fail
 
 from mmfacekd.evaluation import IJBMetric
 from mmfacekd.evaluation.functional import score_pairs, template_pooling
@@ -142,8 +142,8 @@ def test_distributed_collection_matches_single_process(tmp_path):
     single.process({}, samples)
     ref = single.compute_metrics(single.results)
     assert min(ref.values()) < 100  # a non-trivial case
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / 'p.txt'),
-                            str(tmp_path / 'r.pth')), nprocs=2)
+    spawn_or_fail(_worker, (2, _free_port(), str(tmp_path / 'p.txt'),
+                            str(tmp_path / 'r.pth')), 2)
     assert torch.load(tmp_path / 'r.pth') == ref
 
 

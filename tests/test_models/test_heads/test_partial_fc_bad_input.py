@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawn_utils import spawn_or_fail
 
 from mmfacekd.engine.hooks import ShardedHeadCheckpointHook
 from mmfacekd.models.heads import PartialFCHead
@@ -90,8 +90,7 @@ def _cases(rank, out_dir):
 
 def test_bad_checkpoints_and_a_missing_rank(tmp_path):
     world = 2
-    mp.spawn(_worker, args=(world, _free_port(), str(tmp_path)),
-             nprocs=world)
+    spawn_or_fail(_worker, (world, _free_port(), str(tmp_path)), world)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(world)]
     full = torch.arange(C * D, dtype=torch.float).reshape(C, D)
     for rank, res in enumerate(ranks):

@@ -9,7 +9,7 @@ import socket
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawn_utils import spawn_or_fail
 
 from mmfacekd.models.heads.partial_fc_memory import (
     measure_partial_fc_memory,
@@ -52,7 +52,7 @@ def measured(request, tmp_path_factory):
     if world == 1:
         return world, [_measure_all(1)]
     out = tmp_path_factory.mktemp('mem')
-    mp.spawn(_worker, args=(world, _free_port(), str(out)), nprocs=world)
+    spawn_or_fail(_worker, (world, _free_port(), str(out)), world)
     return world, [torch.load(out / f'rank{r}.pth') for r in range(world)]
 
 

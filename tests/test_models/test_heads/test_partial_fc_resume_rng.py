@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawn_utils import spawn_or_fail
 
 from mmfacekd.engine.hooks import ShardedHeadCheckpointHook
 from mmfacekd.models.heads import PartialFCHead
@@ -99,8 +99,7 @@ def _resume_case(rank, world, out_dir):
 
 def test_resumed_run_draws_the_uninterrupted_negatives(tmp_path):
     world = 2
-    mp.spawn(_worker, args=(world, _free_port(), str(tmp_path)),
-             nprocs=world)
+    spawn_or_fail(_worker, (world, _free_port(), str(tmp_path)), world)
     ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(world)]
     # one state for all ranks: (seed, step), nothing to gather
     expected = {'': dict(seed=0, step=STEPS, world_size=world)}

@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from spawn_utils import spawn_or_fail
 
 from mmfacekd.models.heads import MarginHead, PartialFCHead
 from mmfacekd.models.heads.partial_fc_head import _mix_seed
@@ -34,9 +34,8 @@ def ranks(request, tmp_path_factory):
     if world == 1:
         return [cases.all_cases(0, 1)]
     out = tmp_path_factory.mktemp(f'gloo{world}')
-    mp.spawn(_gloo_worker,
-             args=(world, _free_port(), cases.all_cases, str(out)),
-             nprocs=world)
+    spawn_or_fail(_gloo_worker,
+                  (world, _free_port(), cases.all_cases, str(out)), world)
     return [torch.load(out / f'rank{rank}.pth') for rank in range(world)]
 
 

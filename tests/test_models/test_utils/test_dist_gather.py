@@ -5,7 +5,7 @@ import socket
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from spawn_utils import spawn_or_fail
 
 from mmfacekd.models.utils import (
     gather_no_grad,
@@ -63,7 +63,7 @@ def test_single_process_is_identity():
 
 
 def test_gather_matches_concatenated_batch(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2)
+    spawn_or_fail(_worker, (2, _free_port(), str(tmp_path)), 2)
     weight = _weight().requires_grad_()
     full = _full_batch()
     ref_loss = _pair_loss(full @ weight)
