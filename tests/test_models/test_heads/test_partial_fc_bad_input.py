@@ -6,39 +6,19 @@ never reaches the head's collective check fails the other rank after the
 process-group timeout instead of hanging. Labels >= num_classes and batch
 sizes that differ across ranks are tested in
 tests/test_models/test_losses/test_sharded.py (2 and 4 ranks)."""
-import datetime
 import os
-import socket
 import time
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 from mmfacekd.engine.hooks import ShardedHeadCheckpointHook
 from mmfacekd.models.heads import PartialFCHead
 
 C, D = 10, 4
 TIMEOUT = 10  # s, the process-group timeout of the workers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=TIMEOUT))
-    try:
-        torch.set_num_threads(1)
-        torch.save(_cases(rank, out_dir),
-                   os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
 
 
 def _error(fn) -> str:
@@ -56,7 +36,7 @@ def _load(head, weight, path):
         runner, dict(state_dict=dict(weight=weight)))
 
 
-def _cases(rank, out_dir):
+def _cases(rank, world, out_dir):
     head = PartialFCHead(C, in_channels=D)
     out = {}
     path = 'work_dirs/run/epoch_3.pth'
@@ -90,8 +70,8 @@ def _cases(rank, out_dir):
 
 def test_bad_checkpoints_and_a_missing_rank(tmp_path):
     world = 2
-    spawn_or_fail(_worker, (world, _free_port(), str(tmp_path)), world)
-    ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(world)]
+    ranks = run_on_gloo(_cases, world, tmp_path, (str(tmp_path), ),
+                        pg_timeout=TIMEOUT)
     full = torch.arange(C * D, dtype=torch.float).reshape(C, D)
     for rank, res in enumerate(ranks):
         where = f'rank {rank} of 2: checkpoint work_dirs/run/epoch_3.pth: ' \

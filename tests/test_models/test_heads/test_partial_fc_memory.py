@@ -2,14 +2,10 @@
 against the live tensor bytes of real steps (torch.profiler memory events)
 in one process and on 2 gloo ranks, at sizes other than the ones its buffer
 counts were read from: within 10 %."""
-import datetime
-import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 from mmfacekd.models.heads.partial_fc_memory import (
     measure_partial_fc_memory,
@@ -23,37 +19,18 @@ SIZES = [(12000, 128, 256, 1.0), (12000, 128, 256, 0.3),
 KEYS = ('student_step_peak', 'teacher_fwd_peak', 'loss_peak')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _measure_all(world):
+def _measure_all(rank, world):
     return [measure_partial_fc_memory(c, d, r, b // world)
             for c, d, b, r in SIZES]
-
-
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        torch.save(_measure_all(world),
-                   os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.fixture(scope='module', params=[1, 2], ids=lambda w: f'world{w}')
 def measured(request, tmp_path_factory):
     world = request.param
     if world == 1:
-        return world, [_measure_all(1)]
+        return world, [_measure_all(0, 1)]
     out = tmp_path_factory.mktemp('mem')
-    spawn_or_fail(_worker, (world, _free_port(), str(out)), world)
-    return world, [torch.load(out / f'rank{r}.pth') for r in range(world)]
+    return world, run_on_gloo(_measure_all, world, out, pg_timeout=60)
 
 
 def test_prediction_within_10_percent(measured):

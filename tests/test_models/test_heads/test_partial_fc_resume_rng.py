@@ -3,15 +3,13 @@ after N steps and resumed in fresh heads (another torch seed) draws the
 negatives of the uninterrupted run at step N + 1, on 2 real gloo ranks; a
 resume on another world size continues the step count on the new layout
 (documented in docs/partial_fc.md)."""
-import datetime
 import math
 import os
-import socket
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 from mmfacekd.engine.hooks import ShardedHeadCheckpointHook
 from mmfacekd.models.heads import PartialFCHead
@@ -23,24 +21,6 @@ from mmfacekd.models.heads.shard_checkpoint import (
 from mmfacekd.utils import load_checkpoint_safely
 
 C, D, B_LOCAL, RATE, STEPS = 23, 8, 2, 0.3, 3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
-        torch.set_num_threads(1)
-        torch.save(_resume_case(rank, world, out_dir),
-                   os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
 
 
 def _batch(step, world, rank):
@@ -99,8 +79,8 @@ def _resume_case(rank, world, out_dir):
 
 def test_resumed_run_draws_the_uninterrupted_negatives(tmp_path):
     world = 2
-    spawn_or_fail(_worker, (world, _free_port(), str(tmp_path)), world)
-    ranks = [torch.load(tmp_path / f'rank{r}.pth') for r in range(world)]
+    ranks = run_on_gloo(_resume_case, world, tmp_path, (str(tmp_path), ),
+                        pg_timeout=60)
     # one state for all ranks: (seed, step), nothing to gather
     expected = {'': dict(seed=0, step=STEPS, world_size=world)}
     for res in ranks:

@@ -3,15 +3,11 @@
 This folder is a package (``__init__.py``) so that this conftest does not
 shadow the top-level ``conftest`` module that other tests import from.
 """
-import datetime
-import os
-import socket
 from typing import Any, Callable, Dict, List
 
 import pytest
 import torch
-import torch.distributed as dist
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 #: tiny backbones of the distiller tests: 16-d embeddings of 32x32 faces
 TINY_BACKBONES = dict(
@@ -72,24 +68,6 @@ def trainable_optimizer() -> Callable[..., Any]:
     return build
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _gloo_worker(rank: int, world: int, port: int, fn: Callable,
-                 out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
-    try:
-        torch.set_num_threads(1)
-        torch.save(fn(rank, world), os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.fixture
 def run_gloo(tmp_path) -> Callable[..., List[Any]]:
     """``run(fn, world=2)``: call ``fn(rank, world)`` in ``world`` CPU
@@ -98,9 +76,6 @@ def run_gloo(tmp_path) -> Callable[..., List[Any]]:
     and return tensors or containers of them."""
 
     def run(fn: Callable, world: int = 2) -> List[Any]:
-        spawn_or_fail(_gloo_worker,
-                      (world, _free_port(), fn, str(tmp_path)), world)
-        return [torch.load(tmp_path / f'rank{rank}.pth')
-                for rank in range(world)]
+        return run_on_gloo(fn, world, tmp_path)
 
     return run

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 from mmfacekd.models.heads import MarginHead, PartialFCHead
 from mmfacekd.models.heads.partial_fc_head import _mix_seed
@@ -24,7 +24,6 @@ from mmfacekd.models.losses.sharded import (
 from mmfacekd.models.utils.class_shard import class_shard
 
 from . import sharded_cases as cases
-from .conftest import _free_port, _gloo_worker
 
 
 @pytest.fixture(scope='module', params=[1, 2, 4], ids=lambda w: f'world{w}')
@@ -34,9 +33,7 @@ def ranks(request, tmp_path_factory):
     if world == 1:
         return [cases.all_cases(0, 1)]
     out = tmp_path_factory.mktemp(f'gloo{world}')
-    spawn_or_fail(_gloo_worker,
-                  (world, _free_port(), cases.all_cases, str(out)), world)
-    return [torch.load(out / f'rank{rank}.pth') for rank in range(world)]
+    return run_on_gloo(cases.all_cases, world, out)
 
 
 def _close(got, ref, rtol=1e-5):
