@@ -1,5 +1,6 @@
 """Multi-process gloo tests that fail instead of hanging."""
 import datetime
+import gc
 import os
 import socket
 import time
@@ -44,6 +45,12 @@ def _gloo_worker(rank: int, world: int, port: int, fn: Callable,
         torch.save(fn(rank, world, *args),
                    os.path.join(out_dir, f'rank{rank}.pth'))
     finally:
+        # free DDP reducers (e.g. a Runner's) while the group is alive, or
+        # destroying it later can hang the exit (mmfacekd.utils.dist_env);
+        # no barrier: some tests make a rank leave early on purpose
+        from mmfacekd.utils.dist_env import _release_ddp_reducers
+        gc.collect()
+        _release_ddp_reducers()
         dist.destroy_process_group()
 
 

@@ -1,7 +1,7 @@
 """Full class-sharded heads in checkpoints (PartialFCHead, issue 12)."""
 from typing import Optional
 
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from torch.optim import Optimizer
@@ -19,6 +19,16 @@ from mmfacekd.registry import HOOKS
 __all__ = ['ShardedHeadCheckpointHook']
 
 
+def _saves_after_iter(hook, runner) -> bool:
+    """Whether ``hook`` is an iteration-based ``CheckpointHook`` that saves
+    in this ``after_train_iter`` (MMEngine 0.10's rule)."""
+    if not isinstance(hook, CheckpointHook) or hook.by_epoch:
+        return False
+    return bool(hook.every_n_train_iters(runner, hook.interval,
+                                         hook.save_begin)
+                or (hook.save_last and hook.is_last_train_iter(runner)))
+
+
 @HOOKS.register_module()
 class ShardedHeadCheckpointHook(Hook):
     """Save the full ``(C, D)`` weight and momentum of every
@@ -26,11 +36,14 @@ class ShardedHeadCheckpointHook(Hook):
     shard, and reshard them on load, so that a run resumes on another
     number of ranks (see :mod:`mmfacekd.models.heads.shard_checkpoint`).
 
-    The shards are gathered on rank 0 at the end of every training epoch
-    and validation (priority above ``CheckpointHook``, which saves there);
-    iteration-based checkpoints (``CheckpointHook(by_epoch=False)``) are
-    not covered yet. Every checkpoint also holds the negative-sampling
-    state ``(seed, step)`` of the sampling heads (``partial_fc_sampling``),
+    ``Runner.save_checkpoint`` runs on rank 0 only, so the shards are
+    gathered on rank 0 (a collective on every rank) just before
+    ``CheckpointHook`` saves (priority above it): at the end of every
+    training epoch and validation, and after the training iterations at
+    which an iteration-based ``CheckpointHook(by_epoch=False)`` saves (its
+    ``interval`` / ``save_begin`` / ``save_last`` rule, read from the
+    hook). Every checkpoint also holds the negative-sampling state
+    ``(seed, step)`` of the sampling heads (``partial_fc_sampling``),
     restored on resume, so a resumed run draws the same negatives. On load,
     a head that is a shard or of another class count is refused first,
     naming the file, key and fix. A model without a sharded head costs
@@ -64,6 +77,11 @@ class ShardedHeadCheckpointHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         if self._optimizer(runner) is not None:  # a training run
+            self._gather(runner)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if any(_saves_after_iter(hook, runner) for hook in runner.hooks):
             self._gather(runner)
 
     def before_train_iter(self, runner, batch_idx: int,
