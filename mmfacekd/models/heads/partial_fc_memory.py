@@ -25,7 +25,7 @@ autocast dtype). Per rank:
   margin logits (:math:`2 \cdot 4 B C_s`) live until the distillation
   loss has run;
 * distillation loss on the sharded logits, forward + backward:
-  :math:`9.25 \cdot 4 B C_s` (GKD), :math:`6.25 \cdot 4 B C_s` (KD).
+  :math:`7 \cdot 4 B C_s` (GKD, DKD), :math:`4 \cdot 4 B C_s` (KD).
 
 The counts of ``B x C_s`` and ``C_s x D`` buffers were read off the live
 tensor bytes of a real step (``torch.profiler`` memory events, CPU) and
@@ -42,7 +42,7 @@ import torch
 #: float32 ``B x C_s`` buffers: student forward / backward, teacher
 #: forward, teacher logits kept for the loss, KD / GKD forward + backward
 LOGIT_BUFFERS = dict(student_fwd=4.0, student_bwd=2.4, teacher_fwd=4.0,
-                     teacher_kept=2.0, kd=6.25, gkd=9.25)
+                     teacher_kept=2.0, kd=4.0, gkd=7.0)
 
 
 def _bytes(dtype: Union[torch.dtype, str, int]) -> int:

@@ -70,6 +70,10 @@ class ShardedGKDLoss(GKDLoss):
             grouping = sharded_group_classes(
                 rank, stats, columns.offset, columns.total, tau=self.tau,
                 k=k, gt_label=gt_label if self.force_target else None)
-        terms = sharded_grouped_kl_terms(student_logits, teacher_logits,
-                                         grouping.mask, self.temperature)
+        # eq. 3's softmax at T is the one of the KL terms: computed once
+        shared = dict(student_stats=stats) if by_student else \
+            dict(teacher_stats=stats)
+        terms = sharded_grouped_kl_terms(
+            student_logits, teacher_logits, grouping.mask, self.temperature,
+            **(shared if stats is not None else {}))
         return self.summarize(terms, grouping.k, dtype)

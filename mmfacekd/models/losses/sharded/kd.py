@@ -1,5 +1,4 @@
 """Vanilla logit KD (Hinton et al., 2015) on class-sharded logits."""
-import torch
 from torch import Tensor
 
 from mmfacekd.registry import MODELS
@@ -39,8 +38,7 @@ class ShardedKDLoss(KDLoss):
                 teacher_logits: Tensor) -> Tensor:
         """Compute the loss from the local columns (B, C_l) of both."""
         check_sharded_logits('ShardedKDLoss', student_logits, teacher_logits)
-        everything = torch.ones_like(student_logits, dtype=torch.bool)
         terms = sharded_grouped_kl_terms(student_logits, teacher_logits,
-                                         everything, self.temperature)
+                                         None, self.temperature)
         temp2 = self.temperature * self.temperature
         return terms.primary_kd.mean() * (self.loss_weight * temp2)
