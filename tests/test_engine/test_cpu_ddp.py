@@ -1,25 +1,15 @@
 """FaceDistributedDataParallel on CPU: 2 real gloo processes. device_ids is
 dropped for a CPU module, and the gradients (and the SGD step) are the
 average of the ranks' gradients, as computed by hand."""
-import datetime
-import os
-import socket
-
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 W0 = torch.tensor([[0.5, -1.0, 2.0]])
 LR = 0.1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _inputs(rank: int) -> torch.Tensor:
@@ -49,46 +39,37 @@ def _hand_grad(rank: int) -> torch.Tensor:
     return ((x @ W0.t()) * x).sum(0, keepdim=True)
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
-    try:
-        torch.set_num_threads(1)
-        from mmfacekd.engine.wrappers import FaceDistributedDataParallel
-        # what MMEngine's Runner passes: device_ids=[LOCAL_RANK]
-        ddp = FaceDistributedDataParallel(
-            module=Linear(), device_ids=[rank], output_device=rank,
-            broadcast_buffers=False)
-        res = dict(device_ids=ddp.device_ids,
-                   output_device=ddp.output_device)
-        loss = ddp(_inputs(rank), mode='loss')['loss']
-        loss.backward()
-        res['grad'] = ddp.module.fc.weight.grad.clone()
-        ddp.module.fc.weight.grad = None
-        # MMEngine's train_step through the wrapper: one averaged SGD step
-        wrapper = OptimWrapper(torch.optim.SGD(ddp.parameters(), lr=LR))
-        log = ddp.train_step(dict(inputs=_inputs(rank)), wrapper)
-        res['loss'] = log['loss'].detach()
-        res['weight'] = ddp.module.fc.weight.detach().clone()
-        torch.save(res, os.path.join(out_dir, f'rank{rank}.pth'))
-        # the Reducer must die while the group is still registered: freed
-        # after destroy_process_group, it destroys the group itself under
-        # the GIL and deadlocks with a gloo thread that waits for the GIL
-        # (what tools/train.py's shutdown_dist does; ddp is still alive)
-        dist.barrier()
-        from mmfacekd.utils.dist_env import _release_ddp_reducers
-        assert _release_ddp_reducers() == 1 and ddp.reducer is None
-    finally:
-        dist.destroy_process_group()
+def _ddp_case(rank: int, world: int) -> dict:
+    from mmfacekd.engine.wrappers import FaceDistributedDataParallel
+    # what MMEngine's Runner passes: device_ids=[LOCAL_RANK]
+    ddp = FaceDistributedDataParallel(
+        module=Linear(), device_ids=[rank], output_device=rank,
+        broadcast_buffers=False)
+    res = dict(device_ids=ddp.device_ids, output_device=ddp.output_device)
+    loss = ddp(_inputs(rank), mode='loss')['loss']
+    loss.backward()
+    res['grad'] = ddp.module.fc.weight.grad.clone()
+    ddp.module.fc.weight.grad = None
+    # MMEngine's train_step through the wrapper: one averaged SGD step
+    wrapper = OptimWrapper(torch.optim.SGD(ddp.parameters(), lr=LR))
+    log = ddp.train_step(dict(inputs=_inputs(rank)), wrapper)
+    res['loss'] = log['loss'].detach()
+    res['weight'] = ddp.module.fc.weight.detach().clone()
+    # the Reducer must die while the group is still registered: freed
+    # after destroy_process_group, it destroys the group itself under
+    # the GIL and deadlocks with a gloo thread that waits for the GIL
+    # (what tools/train.py's shutdown_dist does; ddp is still alive)
+    dist.barrier()
+    from mmfacekd.utils.dist_env import _release_ddp_reducers
+    assert _release_ddp_reducers() == 1 and ddp.reducer is None
+    return res
 
 
 def test_cpu_ddp_averages_gradients_and_drops_device_ids(tmp_path):
-    spawn_or_fail(_worker, (2, _free_port(), str(tmp_path)), 2, timeout=180)
+    ranks = run_on_gloo(_ddp_case, 2, tmp_path, timeout=180)
     avg = (_hand_grad(0) + _hand_grad(1)) / 2
     assert not torch.allclose(_hand_grad(0), _hand_grad(1))  # a real average
-    for rank in (0, 1):
-        r = torch.load(tmp_path / f'rank{rank}.pth')
+    for rank, r in enumerate(ranks):
         assert r['device_ids'] is None and r['output_device'] is None
         torch.testing.assert_close(r['grad'], avg)
         torch.testing.assert_close(r['weight'], W0 - LR * avg)

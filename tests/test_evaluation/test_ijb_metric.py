@@ -1,16 +1,13 @@
 """IJB protocol: pooling by hand, metric + errors (the ROC / TPR@FPR
 rule: tests/test_evaluation/test_functional/test_ijb_roc.py)."""
-import datetime
 import json
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 from mmengine.structures import BaseDataElement
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 from mmfacekd.evaluation import IJBMetric
 from mmfacekd.evaluation.functional import score_pairs, template_pooling
@@ -113,26 +110,12 @@ def test_bad_pair_files(tmp_path):
         metric.compute_metrics(metric.results[1:])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, pair_file, out):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
-    try:
-        samples, _ = make_samples(separable=False, seed=3)
-        metric = IJBMetric(pair_file)
-        # interleaved shards, like a DistributedSampler
-        metric.process({}, samples[rank::world])
-        res = metric.evaluate(len(samples))
-        if rank == 0:
-            torch.save(res, out)
-    finally:
-        dist.destroy_process_group()
+def _collect(rank, world, pair_file):
+    samples, _ = make_samples(separable=False, seed=3)
+    metric = IJBMetric(pair_file)
+    # interleaved shards, like a DistributedSampler
+    metric.process({}, samples[rank::world])
+    return metric.evaluate(len(samples))
 
 
 def test_distributed_collection_matches_single_process(tmp_path):
@@ -142,9 +125,8 @@ def test_distributed_collection_matches_single_process(tmp_path):
     single.process({}, samples)
     ref = single.compute_metrics(single.results)
     assert min(ref.values()) < 100  # a non-trivial case
-    spawn_or_fail(_worker, (2, _free_port(), str(tmp_path / 'p.txt'),
-                            str(tmp_path / 'r.pth')), 2)
-    assert torch.load(tmp_path / 'r.pth') == ref
+    ranks = run_on_gloo(_collect, 2, tmp_path, (str(tmp_path / 'p.txt'), ))
+    assert ranks[0] == ref
 
 
 def test_pair_file_from_the_dataset_and_deprecated_argument(tmp_path):

@@ -5,9 +5,10 @@ an epoch as one world of 2, the class shards split over the nodes and rank
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
+
+from spawn_utils import free_port
 
 from mmfacekd.utils import load_checkpoint_safely
 
@@ -15,12 +16,6 @@ from conftest import ROOT, TINY_IDS, tiny_model_config
 
 CONFIG = 'configs/demo/gkd_pfc_r18_mbf_synth.py'
 TIMEOUT = 150  # s per node: a rendezvous or collective never hangs the test
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_two_nodes_train_as_one_world(tiny_synth, tmp_path):
@@ -32,7 +27,7 @@ def test_two_nodes_train_as_one_world(tiny_synth, tmp_path):
     cfg.env_cfg.dist_cfg = dict(backend='nccl', timeout=60)
     path = str(tmp_path / 'cfg.py')
     cfg.dump(path)
-    port = str(_free_port())
+    port = str(free_port())
     procs, logs = [], []
     try:
         for node in (0, 1):

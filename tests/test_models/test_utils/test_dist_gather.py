@@ -1,23 +1,13 @@
 """gather_with_grad: 2 gloo processes vs one process on the whole batch."""
-import datetime
-import os
-import socket
-
 import torch
 import torch.distributed as dist
-from spawn_utils import spawn_or_fail
+from spawn_utils import run_on_gloo
 
 from mmfacekd.models.utils import (
     gather_no_grad,
     gather_with_grad,
     get_world_size,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _pair_loss(x: torch.Tensor) -> torch.Tensor:
@@ -35,24 +25,16 @@ def _weight():
     return torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=120))
-    try:
-        full = _full_batch()
-        shard = full[:3] if rank == 0 else full[3:]
-        weight = _weight().requires_grad_()  # a weight every rank shares
-        loss = _pair_loss(gather_with_grad(shard @ weight))
-        loss.backward()
-        grad = weight.grad.clone()
-        dist.all_reduce(grad)  # what DDP does: average over ranks
-        torch.save(dict(loss=loss.detach(), grad=grad / world,
-                        nograd=gather_no_grad(shard),
-                        world=get_world_size()),
-                   os.path.join(out_dir, f'rank{rank}.pth'))
-    finally:
-        dist.destroy_process_group()
+def _case(rank, world):
+    full = _full_batch()
+    shard = full[:3] if rank == 0 else full[3:]
+    weight = _weight().requires_grad_()  # a weight every rank shares
+    loss = _pair_loss(gather_with_grad(shard @ weight))
+    loss.backward()
+    grad = weight.grad.clone()
+    dist.all_reduce(grad)  # what DDP does: average over ranks
+    return dict(loss=loss.detach(), grad=grad / world,
+                nograd=gather_no_grad(shard), world=get_world_size())
 
 
 def test_single_process_is_identity():
@@ -63,13 +45,12 @@ def test_single_process_is_identity():
 
 
 def test_gather_matches_concatenated_batch(tmp_path):
-    spawn_or_fail(_worker, (2, _free_port(), str(tmp_path)), 2)
+    ranks = run_on_gloo(_case, 2, tmp_path)
     weight = _weight().requires_grad_()
     full = _full_batch()
     ref_loss = _pair_loss(full @ weight)
     ref_loss.backward()
-    for rank in (0, 1):
-        r = torch.load(tmp_path / f'rank{rank}.pth')
+    for r in ranks:
         assert r['world'] == 2
         torch.testing.assert_close(r['loss'], ref_loss.detach())
         torch.testing.assert_close(r['nograd'], full)

@@ -164,7 +164,7 @@ def _compact(values: Tensor, weights: Optional[Tensor],
     """The kept entries of each row, in column order, left-aligned and
     padded (values, weights, valid)."""
     rows = values.size(0)
-    count = keep.sum(dim=1)
+    count = keep.sum(dim=1, dtype=torch.int64)
     width = max(int(count.max()), 1)
     row, col = keep.nonzero().unbind(1)
     pos = torch.arange(row.numel(), device=values.device) - \
@@ -231,7 +231,7 @@ def _crossing_ties(values: Tensor, weights: Optional[Tensor],
             1, nxt).squeeze(1)
         count = hist_n.gather(1, hit.unsqueeze(1)).squeeze(1)
         act = _with_range(*_compact(act.values, act.weights,
-                                    b == hit.unsqueeze(1)))
+                                    b == hit.to(b.dtype).unsqueeze(1)))
     return _gathered_ties(act, need, mass_above, count_above, count)
 
 
