@@ -1,9 +1,12 @@
 """Optimizer constructor that only hands trainable parameters to the
-optimizer."""
+optimizer (and clips class-sharded models by their global norm)."""
+import torch
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
 from mmfacekd.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+from .sharded_clip import clip_grad_norm_sharded, is_model_parallel
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
@@ -14,6 +17,11 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     default constructor would still put its parameters into the optimizer.
     This one removes every parameter that does not require a gradient (and
     any parameter group left empty), honouring ``paramwise_cfg`` otherwise.
+
+    With ``clip_grad=dict(type='norm', ...)`` and class-sharded parameters
+    (``PartialFCHead``), the wrapper clips by the norm over all ranks
+    (:func:`clip_grad_norm_sharded`) instead of each rank's own norm,
+    which would scale the replicated gradients differently per rank.
     """
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
@@ -25,4 +33,8 @@ class TrainableParamsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if group['params']:
                 groups.append(group)
         optimizer.param_groups = groups
+        sharded = any(is_model_parallel(p) for p in model.parameters())
+        if sharded and getattr(optim_wrapper, 'clip_func', None) is \
+                torch.nn.utils.clip_grad_norm_:
+            optim_wrapper.clip_func = clip_grad_norm_sharded
         return optim_wrapper
