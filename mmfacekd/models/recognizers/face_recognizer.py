@@ -8,6 +8,8 @@ from mmfacekd.registry import MODELS
 
 from ..data_preprocessors import build_face_data_preprocessor
 from ..heads.margin_head import stack_gt_labels
+from ..heads.partial_fc_head import PartialFCHead
+from ..utils import gather_no_grad
 
 
 def cls_loss_mask(data_samples: Sequence, device: torch.device
@@ -139,6 +141,8 @@ class FaceRecognizer(BaseModel):
         self._require_head('a training loss')
         gt = stack_gt_labels(data_samples, embedding.device)
         logits = self.head.get_logits(embedding, gt)
+        if isinstance(self.head, PartialFCHead):
+            return self._sharded_loss(logits, gt, data_samples), logits
         mask = cls_loss_mask(data_samples, embedding.device)
         if mask is None:
             return self.head.loss_by_logits(logits, gt), logits
@@ -148,6 +152,22 @@ class FaceRecognizer(BaseModel):
         losses = self.head.loss_by_logits(
             {k: v[mask] for k, v in logits.items()}, gt[mask])
         return losses, logits
+
+    def _sharded_loss(self, logits: Dict[str, torch.Tensor],
+                      gt: torch.Tensor,
+                      data_samples: List) -> Dict[str, torch.Tensor]:
+        """:class:`PartialFCHead`'s loss over the flagged samples: its rows
+        are the global batch, so the flags of every rank are gathered (on
+        every step: a rank whose samples are all flagged still joins) and
+        an unflagged row gets the ignored column label -1."""
+        flags = torch.tensor(
+            [bool(ds.get('with_cls_loss', True)) for ds in data_samples],
+            dtype=torch.uint8, device=gt.device)
+        flags = gather_no_grad(flags).bool()
+        column = logits['column_label']
+        column = torch.where(flags, column, torch.full_like(column, -1))
+        return self.head.loss_by_logits(dict(logits, column_label=column),
+                                        gt)
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List) -> Dict[str, torch.Tensor]:
