@@ -1,5 +1,8 @@
 """Distillation with the real Runner: GKD iterations, resume, 2-process gloo,
-student extraction, prototype head."""
+student extraction, prototype head.
+
+The single-process tools run as processes forked from a server that has
+imported torch, MMEngine and mmfacekd once (tests/tool_server.py)."""
 import os
 import os.path as osp
 import subprocess
@@ -8,6 +11,7 @@ import sys
 import torch
 import torch.nn.functional as F
 from mmengine.runner import Runner
+from tool_server import shared_server
 
 from conftest import ROOT, TINY_IDS, tiny_model_config
 
@@ -57,29 +61,29 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     # plain student checkpoint -> tools/test.py with the plain student config
     student_ckpt = str(tmp_path / 'student.pth')
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    subprocess.run([sys.executable, 'tools/misc/extract_student.py',
-                    str(tmp_path / 'gkd' / 'epoch_2.pth'), student_ckpt],
-                   cwd=ROOT, env=env, check=True)
+    tools = shared_server(env, ROOT)
+    rc, out = tools.run(['tools/misc/extract_student.py',
+                         str(tmp_path / 'gkd' / 'epoch_2.pth'), student_ckpt],
+                        ROOT, str(tmp_path / 'extract.log'), env)
+    assert rc == 0, out[-2000:]
     scfg = tiny_model_config(STUDENT, tiny_synth, str(tmp_path / 'stest'))
     scfg_path = str(tmp_path / 'student_cfg.py')
     scfg.dump(scfg_path)
-    proc = subprocess.run(
-        [sys.executable, 'tools/test.py', scfg_path, student_ckpt,
-         '--out', str(tmp_path / 's.json')],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'unexpected key' not in proc.stdout + proc.stderr
-    assert 'missing keys' not in proc.stdout + proc.stderr
+    rc, out = tools.run(['tools/test.py', scfg_path, student_ckpt,
+                         '--out', str(tmp_path / 's.json')],
+                        ROOT, str(tmp_path / 'test.log'), env)
+    assert rc == 0, out[-2000:]
+    assert 'unexpected key' not in out
+    assert 'missing keys' not in out
 
     # prototype head: class means of the teacher's normalized embeddings
     head_path = str(tmp_path / 'proto.pth')
     dcfg_path = str(tmp_path / 'gkd_cfg.py')
     cfg.dump(dcfg_path)
-    proc = subprocess.run(
-        [sys.executable, 'tools/misc/build_prototype_head.py', dcfg_path,
-         '--out', head_path, '--num-workers', '0'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    rc, out = tools.run(['tools/misc/build_prototype_head.py', dcfg_path,
+                         '--out', head_path, '--num-workers', '0'],
+                        ROOT, str(tmp_path / 'proto.log'), env)
+    assert rc == 0, out[-2000:]
     weight = torch.load(head_path, weights_only=True)['state_dict']['weight']
     assert weight.shape == (TINY_IDS, 128)
     # independent computation in the test + classification of the teacher's
@@ -88,16 +92,14 @@ def test_gkd_train_resume_extract_prototypes_and_dist(tiny_synth, tmp_path):
     from mmfacekd.datasets import MXRecordDataset
     ds = MXRecordDataset(tiny_synth, pipeline=[dict(type='LoadFaceImage'),
                                                dict(type='PackFaceInputs')])
-    embs, labels = [], []
-    with torch.no_grad():
-        for i in range(len(ds)):
-            item = ds.prepare_data(i)
-            x = runner.model.data_preprocessor(
-                dict(inputs=[item['inputs']],
-                     data_samples=[item['data_samples']]))
-            embs.append(F.normalize(teacher.extract_feat(x['inputs'])))
-            labels.append(item['data_samples'].gt_label.item())
-    embs, labels = torch.cat(embs), torch.tensor(labels)
+    items = [ds.prepare_data(i) for i in range(len(ds))]
+    with torch.no_grad():  # one batch (eval mode: per-sample results)
+        x = runner.model.data_preprocessor(
+            dict(inputs=[item['inputs'] for item in items],
+                 data_samples=[item['data_samples'] for item in items]))
+        embs = F.normalize(teacher.extract_feat(x['inputs']))
+    labels = torch.tensor([item['data_samples'].gt_label.item()
+                           for item in items])
     means = F.normalize(torch.stack([embs[labels == c].mean(0)
                                      for c in range(TINY_IDS)]))
     assert torch.allclose(means, weight, atol=1e-5)

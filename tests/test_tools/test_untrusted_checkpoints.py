@@ -1,13 +1,16 @@
 """A checkpoint whose pickle would run code is refused by every tool that
 loads one — train --resume, load_from, teacher loading, test, student
 extraction, the prototype head and the teacher cache — and the code never
-runs (a marker file it would create stays absent)."""
+runs (a marker file it would create stays absent).
+
+Each tool runs as its own process, forked from a server that has imported
+torch, MMEngine and mmfacekd once (tests/tool_server.py), instead of paying
+a fresh interpreter's imports per tool."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+from tool_server import shared_server
 
 from conftest import ROOT, tiny_model_config
 
@@ -61,13 +64,17 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize('case', sorted(CASES))
-def test_tool_refuses_code_in_a_checkpoint(case, setup):
+@pytest.fixture(scope='module')
+def tools():
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable] + CASES[case](setup), cwd=ROOT,
-                          env=env, capture_output=True, text=True,
-                          timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-2000:]
+    return shared_server(env, ROOT)
+
+
+@pytest.mark.parametrize('case', sorted(CASES))
+def test_tool_refuses_code_in_a_checkpoint(case, setup, tools):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    rc, out = tools.run(CASES[case](setup), ROOT,
+                        str(setup['tmp'] / f'{case}.log'), env, timeout=300)
+    assert rc != 0, out[-2000:]
     assert not os.path.exists(setup['marker']), f'{case} ran the pickle'
     assert 'weights_only' in out or 'Weights only' in out, out[-2000:]
