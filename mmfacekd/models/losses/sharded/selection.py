@@ -339,24 +339,32 @@ def _mask(values: Tensor, ties: _Ties, k: Tensor) -> Tensor:
 def _force_target(mask: Tensor, values: Tensor, offset: int,
                   gt_label: Tensor) -> Tensor:
     """Swap the target in for the last class of :math:`\\Phi` (lowest
-    value, then highest global column) where it is missing; keeps k."""
-    cols = mask.size(1)
-    gidx = torch.arange(offset, offset + cols, device=mask.device)
-    inf = torch.tensor(float('inf'), dtype=values.dtype, device=values.device)
-    v_last = -global_max((-torch.where(mask, values, inf)).amax(dim=1))
-    last = mask & (values == v_last.unsqueeze(1))
-    g_last = global_max(torch.where(last, gidx, -1).amax(dim=1))
+    value, then highest global column) where it is missing; keeps k.
+
+    Only the rows whose target is missing on every rank are searched (the
+    target's own column is looked up per row), and only their two changed
+    columns are written."""
+    rows, cols = mask.shape
     local_gt = gt_label - offset
     own_gt = (local_gt >= 0) & (local_gt < cols)
-    gt_col = local_gt.clamp(0, cols - 1).unsqueeze(1)
-    has = own_gt & mask.gather(1, gt_col).squeeze(1)
-    miss = global_max(has.long()) == 0
+    gt_col = local_gt.clamp(0, cols - 1)
+    row = torch.arange(rows, device=mask.device)
+    has = own_gt & mask[row, gt_col]
+    miss = (global_max(has.long()) == 0).nonzero().squeeze(1)
+    if miss.numel() == 0:  # the same on every rank (reduced)
+        return mask
+    sub_mask, sub_values = mask[miss], values[miss]
+    inf = torch.tensor(float('inf'), dtype=values.dtype, device=values.device)
+    v_last = -global_max((-torch.where(sub_mask, sub_values, inf)).amax(1))
+    last = sub_mask & (sub_values == v_last.unsqueeze(1))
+    gidx = torch.arange(offset, offset + cols, device=mask.device)
+    g_last = global_max(torch.where(last, gidx, -1).amax(dim=1))
     mask = mask.clone()
-    drop = miss.unsqueeze(1) & (gidx.unsqueeze(0) == g_last.unsqueeze(1))
-    mask &= ~drop
-    add = (miss & own_gt).unsqueeze(1) & (gidx.unsqueeze(0)
-                                          == gt_label.unsqueeze(1))
-    return mask | add
+    mine = (g_last >= offset) & (g_last < offset + cols)
+    mask[miss[mine], g_last[mine] - offset] = False
+    add = own_gt[miss]
+    mask[miss[add], gt_col[miss][add]] = True
+    return mask
 
 
 def sharded_group_classes(ranking_logits: Tensor,
