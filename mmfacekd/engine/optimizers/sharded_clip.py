@@ -7,13 +7,9 @@ import torch.distributed as dist
 from torch import Tensor
 
 from mmfacekd.models.utils import get_world_size
+from mmfacekd.models.utils.class_shard import is_model_parallel
 
-__all__ = ['clip_grad_norm_sharded', 'is_model_parallel']
-
-
-def is_model_parallel(param: Tensor) -> bool:
-    """Whether ``param`` is one rank's shard (not replicated by DDP)."""
-    return bool(getattr(param, 'model_parallel', False))
+__all__ = ['clip_grad_norm_sharded']
 
 
 def _local_norm(params: list, norm_type: float, device) -> Tensor:
@@ -40,7 +36,8 @@ def clip_grad_norm_sharded(parameters: Union[Tensor, Iterable[Tensor]],
     (``max`` for ``p = inf``) is all-reduced. Clipping each rank's own
     norm instead would scale the replicated gradients differently per rank
     and let the DDP replicas drift apart. On one process this is
-    ``clip_grad_norm_``.
+    ``clip_grad_norm_``. Other keyword arguments of ``clip_grad_norm_``
+    (``foreach``) are accepted and ignored.
 
     Returns:
         Tensor: The total norm before clipping (as ``clip_grad_norm_``).

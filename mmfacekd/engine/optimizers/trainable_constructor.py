@@ -4,9 +4,10 @@ import torch
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 
+from mmfacekd.models.utils.class_shard import is_model_parallel
 from mmfacekd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-from .sharded_clip import clip_grad_norm_sharded, is_model_parallel
+from .sharded_clip import clip_grad_norm_sharded
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()

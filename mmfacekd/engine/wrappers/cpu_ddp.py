@@ -4,6 +4,7 @@ from typing import Any, Optional
 from mmengine.model import MMDistributedDataParallel
 from torch.nn.parallel import DistributedDataParallel
 
+from mmfacekd.models.utils.class_shard import is_model_parallel
 from mmfacekd.registry import MODEL_WRAPPERS
 
 
@@ -28,7 +29,7 @@ class FaceDistributedDataParallel(MMDistributedDataParallel):
         # class shards (PartialFCHead) differ per rank: neither broadcast
         # from rank 0 nor averaged
         sharded = [name for name, p in module.named_parameters()
-                   if getattr(p, 'model_parallel', False)]
+                   if is_model_parallel(p)]
         if sharded:
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
                 module, sharded)

@@ -12,19 +12,25 @@ from ..heads.partial_fc_head import PartialFCHead
 from ..utils import gather_no_grad
 
 
+def cls_loss_flags(data_samples: Sequence, device: torch.device
+                   ) -> torch.Tensor:
+    """(N,) bool: each data sample's ``with_cls_loss`` metainfo flag (set
+    by :class:`IdentityBalancedSampler` with ``cls_loss_on='random_part'``
+    and packed by :class:`PackFaceInputs`); True without the flag."""
+    return torch.tensor(
+        [bool(ds.get('with_cls_loss', True)) for ds in data_samples],
+        dtype=torch.bool, device=device)
+
+
 def cls_loss_mask(data_samples: Sequence, device: torch.device
                   ) -> Optional[torch.Tensor]:
     """(N,) bool mask of the samples that get the classification loss.
 
-    Reads each data sample's ``with_cls_loss`` metainfo flag (set by
-    :class:`IdentityBalancedSampler` with ``cls_loss_on='random_part'`` and
-    packed by :class:`PackFaceInputs`); a sample without the flag gets the
-    loss. Returns None when every sample gets it (nothing to select).
+    :func:`cls_loss_flags`, or None when every sample gets the loss
+    (nothing to select).
     """
-    flags = [bool(ds.get('with_cls_loss', True)) for ds in data_samples]
-    if all(flags):
-        return None
-    return torch.tensor(flags, dtype=torch.bool, device=device)
+    flags = cls_loss_flags(data_samples, device)
+    return None if bool(flags.all()) else flags
 
 
 @MODELS.register_module()
@@ -160,10 +166,8 @@ class FaceRecognizer(BaseModel):
         are the global batch, so the flags of every rank are gathered (on
         every step: a rank whose samples are all flagged still joins) and
         an unflagged row gets the ignored column label -1."""
-        flags = torch.tensor(
-            [bool(ds.get('with_cls_loss', True)) for ds in data_samples],
-            dtype=torch.uint8, device=gt.device)
-        flags = gather_no_grad(flags).bool()
+        flags = cls_loss_flags(data_samples, gt.device)
+        flags = gather_no_grad(flags.to(torch.uint8)).bool()
         column = logits['column_label']
         column = torch.where(flags, column, torch.full_like(column, -1))
         return self.head.loss_by_logits(dict(logits, column_label=column),

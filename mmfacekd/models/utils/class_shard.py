@@ -13,7 +13,15 @@ from torch import Tensor
 
 from .dist_gather import get_world_size
 
-__all__ = ['ClassShard', 'class_shard', 'get_rank', 'column_offsets']
+__all__ = ['ClassShard', 'class_shard', 'get_rank', 'column_offsets',
+           'is_model_parallel']
+
+
+def is_model_parallel(param: Tensor) -> bool:
+    """Whether ``param`` is one rank's class shard (flagged
+    ``model_parallel`` by ``PartialFCHead``): not replicated, so DDP leaves
+    it alone and a global norm all-reduces it."""
+    return bool(getattr(param, 'model_parallel', False))
 
 
 class ClassShard(NamedTuple):

@@ -5,11 +5,13 @@ Zhao et al., *Grouped Knowledge Distillation for Deep Face Recognition*
 columns of both networks' logits. The per-group sums of
 :func:`~mmfacekd.models.losses.gkd.grouped_kl.kl_from_group_sums`
 (:math:`Z_g`, :math:`D_g`, group sizes) are local masked sums reduced
-over the ranks (one all-reduce), with a per-group shift (the group maximum
-over all ranks, one all-reduce of maxima) so that no non-empty group
-underflows; the KL terms are then the single-process formulas on the
-reduced sums, differentiated by autograd (the reductions pass the
-replicated gradient through, see :mod:`mmfacekd.models.utils.replicated`).
+over the ranks (one all-reduce), with one row-wide shift per network (the
+row maximum over all ranks); the KL terms are then the single-process
+formulas on the reduced sums, and the sums have an analytic backward that
+passes the replicated gradient through (as
+:mod:`mmfacekd.models.utils.replicated`). Rows where a non-empty group
+would underflow with the row-wide shift are recomputed with a shift per
+group (:func:`_per_group_shift_terms`).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -238,8 +240,9 @@ def sharded_grouped_kl_terms(student_logits: Tensor,
                                   for x in (z_s, z_t, cross, n))
         nonempty = n > 0
         bad = _underflow_rows((z_s, z_t), nonempty, dtype)
-        one = torch.ones((), dtype=dtype, device=s.device)
-        if bool(bad.any()):  # the same rows on every rank (reduced sums)
+        any_bad = bool(bad.any())  # the same rows on every rank (reduced)
+        if any_bad:  # finite placeholders; these rows are replaced below
+            one = torch.ones((), dtype=dtype, device=s.device)
             z_s, z_t = (torch.where(bad.unsqueeze(1), one, z)
                         for z in (z_s, z_t))
         shift_s = student_stats.shift.reshape(-1, 1).expand(-1, 2)
@@ -248,7 +251,7 @@ def sharded_grouped_kl_terms(student_logits: Tensor,
             z_s, z_t, shift_s, shift_t, cross, nonempty, temperature)
         terms = GroupedKLTerms(kl[:, 0], kl[:, 1], binary, p_t[:, 0].detach(),
                                p_t[:, 1].detach(), p_s[:, 0].detach())
-        if bool(bad.any()):
+        if any_bad:
             rows = bad.nonzero().squeeze(1)
             mask = primary_mask if primary_mask is not None else \
                 torch.ones_like(s, dtype=torch.bool)
